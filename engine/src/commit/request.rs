@@ -1,0 +1,183 @@
+//! What writers ask for and what they get back.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::catalog::CatalogSnapshot;
+use crate::change::ChangeKind;
+use crate::codec::{key, row};
+use crate::error::{Error, Result};
+use crate::schema::{NamedValues, Table, Value};
+use crate::Seq;
+
+/// The most operations one atomic batch may hold.
+pub const MAX_BATCH_OPS: usize = 10_000;
+
+/// One operation of an atomic write.
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    pub table: String,
+    pub op: MutationOp,
+    /// Commit only if the row's last change has this seq (HTTP `If-Match`).
+    pub if_match: Option<Seq>,
+}
+
+#[derive(Debug, Clone)]
+pub enum MutationOp {
+    /// Insert the row, or replace it whole if its key exists.
+    Upsert { row: NamedValues },
+    /// Merge columns into an existing row; fails with `RowNotFound` if absent.
+    Patch {
+        key: Vec<Value>,
+        columns: NamedValues,
+    },
+    /// Remove a row. Deleting a missing key is a no-op that takes no seq.
+    Delete { key: Vec<Value> },
+}
+
+impl Mutation {
+    pub fn upsert(table: impl Into<String>, row: NamedValues) -> Mutation {
+        Mutation {
+            table: table.into(),
+            op: MutationOp::Upsert { row },
+            if_match: None,
+        }
+    }
+
+    pub fn patch(table: impl Into<String>, key: Vec<Value>, columns: NamedValues) -> Mutation {
+        Mutation {
+            table: table.into(),
+            op: MutationOp::Patch { key, columns },
+            if_match: None,
+        }
+    }
+
+    pub fn delete(table: impl Into<String>, key: Vec<Value>) -> Mutation {
+        Mutation {
+            table: table.into(),
+            op: MutationOp::Delete { key },
+            if_match: None,
+        }
+    }
+
+    pub fn if_match(mut self, seq: Seq) -> Mutation {
+        self.if_match = Some(seq);
+        self
+    }
+}
+
+/// The result of one operation of a committed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Committed {
+        seq: Seq,
+        kind: ChangeKind,
+    },
+    /// A delete of a key that did not exist: no seq, no change event.
+    NoOp,
+}
+
+/// The result of a committed write, one outcome per operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteResult {
+    pub outcomes: Vec<Outcome>,
+}
+
+impl WriteResult {
+    fn seqs(&self) -> impl Iterator<Item = Seq> + '_ {
+        self.outcomes.iter().filter_map(|o| match o {
+            Outcome::Committed { seq, .. } => Some(*seq),
+            Outcome::NoOp => None,
+        })
+    }
+
+    /// The seq of the first committed operation, if any committed.
+    pub fn first_seq(&self) -> Option<Seq> {
+        self.seqs().next()
+    }
+
+    /// The seq of the last committed operation, if any committed.
+    pub fn last_seq(&self) -> Option<Seq> {
+        self.seqs().last()
+    }
+}
+
+/// A validated, encoded operation, ready for the commit thread.
+#[derive(Debug)]
+pub(crate) struct PreparedOp {
+    pub table: Arc<Table>,
+    pub key: Bytes,
+    pub action: Action,
+    pub if_match: Option<Seq>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Action {
+    Upsert(Bytes),
+    Patch(Vec<Option<Value>>),
+    Delete,
+}
+
+/// Validates and encodes a batch on the caller's thread, so the commit
+/// thread spends its time only on what must be serial.
+pub(crate) fn prepare(catalog: &CatalogSnapshot, batch: Vec<Mutation>) -> Result<Vec<PreparedOp>> {
+    if batch.is_empty() {
+        return Err(Error::EmptyBatch);
+    }
+    if batch.len() > MAX_BATCH_OPS {
+        return Err(Error::BatchTooLarge {
+            ops: batch.len(),
+            limit: MAX_BATCH_OPS,
+        });
+    }
+    let single = batch.len() == 1;
+    batch
+        .into_iter()
+        .enumerate()
+        .map(|(index, mutation)| {
+            prepare_one(catalog, mutation).map_err(|source| {
+                if single {
+                    source
+                } else {
+                    Error::InBatch {
+                        index,
+                        source: Box::new(source),
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+fn prepare_one(catalog: &CatalogSnapshot, mutation: Mutation) -> Result<PreparedOp> {
+    let table = catalog
+        .by_name(&mutation.table)
+        .cloned()
+        .ok_or_else(|| Error::NoSuchTable {
+            table: mutation.table.clone(),
+        })?;
+    let (key_values, action) = match mutation.op {
+        MutationOp::Upsert { row: values } => {
+            let row = table.full_row(values)?;
+            (
+                table.row_key(&row),
+                Action::Upsert(Bytes::from(row::encode(&row))),
+            )
+        }
+        MutationOp::Patch { key, columns } => {
+            table.check_key(&key)?;
+            (key, Action::Patch(table.patch_values(columns)?))
+        }
+        MutationOp::Delete { key } => {
+            table.check_key(&key)?;
+            (key, Action::Delete)
+        }
+    };
+    Ok(PreparedOp {
+        key: Bytes::from(key::encode(table.id(), &key_values)),
+        table,
+        action,
+        if_match: mutation.if_match,
+    })
+}

@@ -1,0 +1,233 @@
+//! The commit thread: the single owner of the commit order.
+
+use std::io;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+
+use crate::change::ChangeRecord;
+use crate::commit::request::{PreparedOp, WriteResult};
+use crate::commit::resolve::{resolve_batch, Current, Overlay};
+use crate::engine::Shared;
+use crate::error::{Error, Result, WalStage};
+use crate::options::Durability;
+use crate::wal::format::encode_batch;
+use crate::wal::writer::WalWriter;
+use crate::Seq;
+
+pub(crate) type Reply = oneshot::Sender<Result<WriteResult>>;
+
+pub(crate) enum Request {
+    Write {
+        ops: Vec<PreparedOp>,
+        reply: Reply,
+    },
+    /// Finish what was received before, sync and seal the WAL, stop.
+    Shutdown,
+}
+
+pub(crate) struct CommitThread {
+    pub shared: Arc<Shared>,
+    pub wal: WalWriter,
+    pub durability: Durability,
+    pub memtable_bytes: usize,
+    pub max_group_requests: usize,
+    /// The seq the next change will get.
+    pub next_seq: Seq,
+    pub last_ts_micros: i64,
+}
+
+struct Poison {
+    stage: WalStage,
+    cause: Arc<io::Error>,
+}
+
+impl CommitThread {
+    /// Runs until `Shutdown` or until every sender is gone. Returns the
+    /// result of the final sync.
+    pub(crate) fn run(mut self, requests: Receiver<Request>) -> Result<()> {
+        let mut poison: Option<Poison> = None;
+        // Time of the oldest write not yet fdatasynced (async mode only).
+        let mut unsynced_since: Option<Instant> = None;
+        let mut group = Vec::with_capacity(self.max_group_requests);
+        let mut shutdown = false;
+        while !shutdown {
+            let first = match (self.durability, unsynced_since) {
+                (Durability::Async { interval }, Some(since)) => {
+                    match requests.recv_timeout(interval.saturating_sub(since.elapsed())) {
+                        Ok(request) => Some(request),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                _ => match requests.recv() {
+                    Ok(request) => Some(request),
+                    Err(_) => break,
+                },
+            };
+            group.clear();
+            // Everything that arrived while the previous group was syncing
+            // forms this group: batching without timers.
+            for request in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| requests.try_recv().ok()))
+            {
+                match request {
+                    Request::Write { ops, reply } => group.push((ops, reply)),
+                    Request::Shutdown => {
+                        shutdown = true;
+                        break;
+                    }
+                }
+                if group.len() >= self.max_group_requests {
+                    break;
+                }
+            }
+            if let Some(p) = &poison {
+                for (_, reply) in group.drain(..) {
+                    let _ = reply.send(Err(Error::Poisoned {
+                        stage: p.stage,
+                        cause: p.cause.clone(),
+                    }));
+                }
+            } else if !group.is_empty() {
+                if let Err(p) = self.commit_group(&mut group, &mut unsynced_since) {
+                    tracing::error!(stage = %p.stage, error = %p.cause, "WAL failure; the engine is poisoned and accepts no more writes");
+                    poison = Some(p);
+                }
+            }
+            if let (Durability::Async { interval }, Some(since), None) =
+                (self.durability, unsynced_since, &poison)
+            {
+                if shutdown || since.elapsed() >= interval {
+                    match self.wal.sync() {
+                        Ok(()) => unsynced_since = None,
+                        Err((stage, e)) => {
+                            tracing::error!(%stage, error = %e, "background WAL sync failed; the engine is poisoned");
+                            poison = Some(Poison {
+                                stage,
+                                cause: Arc::new(e),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        match poison {
+            Some(p) => Err(Error::Poisoned {
+                stage: p.stage,
+                cause: p.cause,
+            }),
+            None => self.wal.close().map_err(|(stage, e)| Error::CommitFailed {
+                stage,
+                source: Arc::new(e),
+            }),
+        }
+    }
+
+    fn now_micros(&mut self) -> i64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        // Commit timestamps never go backwards, even if the clock does.
+        self.last_ts_micros = self.last_ts_micros.max(now);
+        self.last_ts_micros
+    }
+
+    /// Commits one group. Requests that fail validation are answered at
+    /// once; the rest share one WAL write and at most one fdatasync.
+    fn commit_group(
+        &mut self,
+        group: &mut Vec<(Vec<PreparedOp>, Reply)>,
+        unsynced_since: &mut Option<Instant>,
+    ) -> Result<(), Poison> {
+        self.maybe_rotate_memtable();
+        let state = self.shared.state();
+        let ts = self.now_micros();
+        let mut overlay = Overlay::new();
+        let mut lookup = |key: &bytes::Bytes| {
+            state.get(key, Seq::MAX).map(|record| Current {
+                seq: record.seq,
+                row: record.after.clone(),
+            })
+        };
+        let mut frames = Vec::new();
+        let mut accepted: Vec<(Vec<Arc<ChangeRecord>>, WriteResult, Reply)> =
+            Vec::with_capacity(group.len());
+        let mut next_seq = self.next_seq;
+        for (ops, reply) in group.drain(..) {
+            match resolve_batch(&ops, next_seq, ts, &mut overlay, &mut lookup) {
+                Ok(resolved) => {
+                    // A batch of no-op deletes has no frame, but its answer may
+                    // rest on an earlier batch of this group, so it is given
+                    // only once that batch is durable.
+                    if !resolved.records.is_empty() {
+                        next_seq += resolved.records.len() as Seq;
+                        encode_batch(&mut frames, &resolved.records);
+                    }
+                    accepted.push((resolved.records, resolved.result, reply));
+                }
+                Err(e) => {
+                    self.shared.metrics.rejected_batches.add(1);
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+        if frames.is_empty() {
+            for (_, result, reply) in accepted {
+                let _ = reply.send(Ok(result));
+            }
+            return Ok(());
+        }
+
+        let durable = self
+            .wal
+            .append(&frames)
+            .and_then(|()| match self.durability {
+                Durability::Sync => self.wal.sync(),
+                Durability::Async { .. } => {
+                    unsynced_since.get_or_insert_with(Instant::now);
+                    Ok(())
+                }
+            });
+        if let Err((stage, e)) = durable {
+            let cause = Arc::new(e);
+            for (_, _, reply) in accepted {
+                let _ = reply.send(Err(Error::CommitFailed {
+                    stage,
+                    source: cause.clone(),
+                }));
+            }
+            return Err(Poison { stage, cause });
+        }
+
+        let active = state.active().clone();
+        let metrics = &self.shared.metrics;
+        metrics.commit_groups.add(1);
+        metrics.committed_batches.add(accepted.len() as u64);
+        metrics.committed_changes.add(next_seq - self.next_seq);
+        for (records, _, _) in &accepted {
+            for record in records {
+                active.insert(record.clone());
+            }
+        }
+        self.next_seq = next_seq;
+        // Every seq up to next_seq - 1 is applied: publishing it exposes no gap.
+        self.shared.publish_visible(next_seq - 1);
+        for (_, result, reply) in accepted {
+            let _ = reply.send(Ok(result));
+        }
+        Ok(())
+    }
+
+    fn maybe_rotate_memtable(&mut self) {
+        let state = self.shared.state();
+        if state.active().approx_bytes() >= self.memtable_bytes {
+            self.shared
+                .replace_state(state.with_new_active(self.next_seq));
+            self.shared.metrics.memtable_rotations.add(1);
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The engine's error type. Every variant carries the context an operator or a
+//! client needs to act: the file and offset of corruption, the table and column
+//! of a rejected row, the seq of a failed precondition.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::schema::ColumnType;
+use crate::Seq;
+
+/// Result alias for engine operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong inside the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file-system operation failed outside the commit path.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The WAL write or fdatasync of this write's commit group failed. The
+    /// write was not acknowledged; whether it reached disk is unknown until the
+    /// engine is reopened. The engine is poisoned from here on.
+    #[error("WAL {stage} failed, the write's outcome is unknown and the engine is now poisoned: {source}")]
+    CommitFailed {
+        stage: WalStage,
+        #[source]
+        source: Arc<io::Error>,
+    },
+
+    /// An earlier storage failure stopped the engine (fail-stop). Reopening
+    /// the engine recovers every acknowledged write.
+    #[error("the engine stopped accepting writes after a storage failure ({stage} failed: {cause}); restart to recover")]
+    Poisoned {
+        stage: WalStage,
+        cause: Arc<io::Error>,
+    },
+
+    /// On-disk data failed validation. Startup stops rather than guess.
+    #[error("corruption in {} at offset {offset}: {problem}", file.display())]
+    Corruption {
+        file: PathBuf,
+        offset: u64,
+        problem: Corruption,
+    },
+
+    /// Another process (or another `Engine` in this process) holds the data directory.
+    #[error("data directory {} is locked by another tidefeed engine", path.display())]
+    Locked { path: PathBuf },
+
+    #[error("table {table:?} does not exist")]
+    NoSuchTable { table: String },
+
+    #[error("table {table:?} already exists with a different schema")]
+    SchemaConflict { table: String },
+
+    #[error("invalid schema for table {table:?}: {problem}")]
+    InvalidSchema {
+        table: String,
+        problem: SchemaProblem,
+    },
+
+    #[error("invalid row for table {table:?}, column {column:?}: {problem}")]
+    InvalidRow {
+        table: String,
+        column: String,
+        problem: RowProblem,
+    },
+
+    /// Patch of a row that does not exist.
+    #[error("table {table:?} has no row with that key")]
+    RowNotFound { table: String },
+
+    /// A conditional write (`If-Match`) found a different version.
+    #[error(
+        "table {table:?}: the row's current version is {actual:?}, the write expected {expected}"
+    )]
+    PreconditionFailed {
+        table: String,
+        expected: Seq,
+        actual: Option<Seq>,
+    },
+
+    /// One operation of a batch failed; the whole batch was rejected and
+    /// consumed no seq.
+    #[error("batch operation {index} rejected, nothing was written: {source}")]
+    InBatch {
+        index: usize,
+        #[source]
+        source: Box<Error>,
+    },
+
+    #[error("batch is empty")]
+    EmptyBatch,
+
+    #[error("batch has {ops} operations, the limit is {limit}")]
+    BatchTooLarge { ops: usize, limit: usize },
+
+    /// A read asked for a seq that has not been committed yet.
+    #[error("seq {requested} is not yet visible (visible seq is {visible})")]
+    FutureSeq { requested: Seq, visible: Seq },
+
+    /// A stored key or row image does not decode against its table. Images
+    /// are checksummed on disk, so this indicates a bug, not a disk fault.
+    #[error("stored image of table {table:?} at seq {seq} does not decode: {what}")]
+    Undecodable {
+        table: String,
+        seq: Seq,
+        what: &'static str,
+    },
+
+    /// A committed seq could not be found. The engine keeps every seq it
+    /// has published, so this is an invariant violation: report it.
+    #[error("committed change {seq} is missing from the engine (an engine bug)")]
+    MissingChange { seq: Seq },
+
+    /// The engine was closed; no further operations are possible.
+    #[error("the engine is closed")]
+    Closed,
+}
+
+/// Which step of the WAL commit failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalStage {
+    Write,
+    Sync,
+    Rotate,
+}
+
+impl std::fmt::Display for WalStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WalStage::Write => "write",
+            WalStage::Sync => "fdatasync",
+            WalStage::Rotate => "segment rotation",
+        })
+    }
+}
+
+/// What exactly is wrong with a corrupt file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Corruption {
+    #[error("bad magic number (not a tidefeed {expected} file)")]
+    BadMagic { expected: &'static str },
+    #[error("unsupported format version {found} (this build reads version {supported})")]
+    UnsupportedVersion { found: u32, supported: u32 },
+    #[error("checksum mismatch in a record that is followed by valid records (not a torn tail)")]
+    ChecksumMismatch,
+    #[error(
+        "record framing is invalid in a record that is followed by valid records (not a torn tail)"
+    )]
+    BadFrame,
+    #[error("sealed segment ends inside a record")]
+    TruncatedSealedSegment,
+    #[error("record payload does not decode: {0}")]
+    BadRecord(&'static str),
+    #[error("seq {found} follows seq {previous}: the log has a gap or a repeat")]
+    SeqDiscontinuity { previous: Seq, found: Seq },
+    #[error("record refers to unknown table id {0}")]
+    UnknownTable(u32),
+    #[error("row image does not decode: {0}")]
+    BadRow(&'static str),
+    #[error("catalog does not parse: {0}")]
+    BadCatalog(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaProblem {
+    #[error("table name must match [a-z][a-z0-9_]{{0,62}}")]
+    BadTableName,
+    #[error("column name {0:?} must match [a-z_][a-z0-9_]{{0,62}}")]
+    BadColumnName(String),
+    #[error("column {0:?} is declared twice")]
+    DuplicateColumn(String),
+    #[error("a table needs at least one column")]
+    NoColumns,
+    #[error("a table has at most {limit} columns")]
+    TooManyColumns { limit: usize },
+    #[error("the primary key is empty")]
+    EmptyPrimaryKey,
+    #[error("primary key column {0:?} is not a column of the table")]
+    UnknownKeyColumn(String),
+    #[error("primary key column {0:?} is listed twice")]
+    DuplicateKeyColumn(String),
+    #[error("primary key column {0:?} is nullable; key columns never are")]
+    NullableKeyColumn(String),
+    #[error("primary key column {column:?} has type {ty}, which cannot be a key")]
+    UnkeyableType { column: String, ty: ColumnType },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowProblem {
+    #[error("no such column")]
+    UnknownColumn,
+    #[error("expected a value of type {expected}, got {found}")]
+    TypeMismatch {
+        expected: ColumnType,
+        found: &'static str,
+    },
+    #[error("the column is not nullable and no value was given")]
+    Missing,
+    #[error("the column is not nullable")]
+    Null,
+    #[error("NaN cannot be part of a key")]
+    NaNKey,
+    #[error("the column is given twice")]
+    Duplicate,
+    #[error("a key must name exactly the primary key columns; this one is not a key column")]
+    NotAKeyColumn,
+    #[error("a patch cannot change a primary key column")]
+    KeyChange,
+    #[error("value is {len} bytes, the limit is {limit}")]
+    TooLarge { len: usize, limit: usize },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+
+    pub(crate) fn invalid_row(table: &str, column: &str, problem: RowProblem) -> Error {
+        Error::InvalidRow {
+            table: table.to_owned(),
+            column: column.to_owned(),
+            problem,
+        }
+    }
+}

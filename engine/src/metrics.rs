@@ -1,0 +1,65 @@
+//! Engine counters, read by the service's `/metrics` endpoint.
+//!
+//! Plain relaxed atomics: the engine knows nothing of Prometheus; the HTTP
+//! layer exports a [`MetricsSnapshot`] under `tidefeed_engine_*` names.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct EngineMetrics {
+    pub wal_syncs: Counter,
+    pub wal_bytes: Counter,
+    pub wal_rotations: Counter,
+    pub commit_groups: Counter,
+    pub committed_batches: Counter,
+    pub committed_changes: Counter,
+    pub rejected_batches: Counter,
+    pub memtable_rotations: Counter,
+}
+
+/// A point-in-time copy of the engine's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsSnapshot {
+    /// fdatasync calls on the WAL.
+    pub wal_syncs: u64,
+    /// Bytes of frames written to the WAL.
+    pub wal_bytes: u64,
+    pub wal_rotations: u64,
+    /// Commit groups processed (each shares at most one fdatasync).
+    pub commit_groups: u64,
+    /// Write requests (single writes and batches) that committed.
+    pub committed_batches: u64,
+    /// Changes (seqs) committed.
+    pub committed_changes: u64,
+    /// Write requests rejected before commit (validation, preconditions).
+    pub rejected_batches: u64,
+    pub memtable_rotations: u64,
+}
+
+impl EngineMetrics {
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            wal_syncs: self.wal_syncs.get(),
+            wal_bytes: self.wal_bytes.get(),
+            wal_rotations: self.wal_rotations.get(),
+            commit_groups: self.commit_groups.get(),
+            committed_batches: self.committed_batches.get(),
+            committed_changes: self.committed_changes.get(),
+            rejected_batches: self.rejected_batches.get(),
+            memtable_rotations: self.memtable_rotations.get(),
+        }
+    }
+}

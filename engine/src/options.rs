@@ -1,0 +1,44 @@
+//! Engine configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::fault::FaultInjector;
+
+/// When a write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After the write's commit group is fdatasynced (the default).
+    Sync,
+    /// After write(2); the WAL is fdatasynced at least every `interval`
+    /// while there is unsynced data. A crash may lose up to that much.
+    Async { interval: Duration },
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// A WAL segment is sealed and a new one started past this size.
+    pub wal_segment_bytes: u64,
+    /// The active memtable becomes immutable past this size.
+    pub memtable_bytes: usize,
+    /// The most write requests one commit group takes.
+    pub max_group_requests: usize,
+    /// Test hook: injected WAL failures.
+    pub faults: Option<Arc<FaultInjector>>,
+}
+
+impl EngineOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> EngineOptions {
+        EngineOptions {
+            data_dir: data_dir.into(),
+            durability: Durability::Sync,
+            wal_segment_bytes: 64 << 20,
+            memtable_bytes: 64 << 20,
+            max_group_requests: 1024,
+            faults: None,
+        }
+    }
+}

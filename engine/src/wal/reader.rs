@@ -1,0 +1,139 @@
+//! Reads one segment back, telling a torn tail from corruption.
+//!
+//! A crash can leave the end of the active segment half-written: a frame
+//! cut short, or bytes that never reached the disk. That is a torn tail, and
+//! it is discarded, because nothing in it was acknowledged (a sync write is
+//! acknowledged only after its frame is fdatasynced, and later frames are
+//! written only after that). A damaged frame *followed by a valid frame* is
+//! different: acknowledged data after it would be lost, so it is reported
+//! as corruption and startup stops. Sealed segments have no tail at all:
+//! any damage in them is corruption.
+
+use std::fs;
+use std::path::Path;
+
+use crate::change::ChangeRecord;
+use crate::error::{Corruption, Error, Result};
+use crate::wal::format::{
+    self, read_frame, Frame, FRAME_HEADER_LEN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN,
+    SEGMENT_MAGIC,
+};
+
+/// How a segment ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct SegmentEnd {
+    /// Offset just past the last valid frame.
+    pub valid_end: u64,
+    /// Non-zero bytes after `valid_end`, discarded as a torn tail.
+    pub torn_bytes: u64,
+}
+
+/// Calls `on_batch` with each batch of the segment, in order.
+///
+/// `sealed` says whether a later segment exists, in which case the segment
+/// must end exactly after its last frame.
+pub(crate) fn read_segment(
+    path: &Path,
+    sealed: bool,
+    mut on_batch: impl FnMut(u64, Vec<ChangeRecord>) -> Result<()>,
+) -> Result<SegmentEnd> {
+    let buf = fs::read(path).map_err(Error::io(path))?;
+    let corrupt = |offset: u64, problem| Error::Corruption {
+        file: path.to_owned(),
+        offset,
+        problem,
+    };
+    let header_len = SEGMENT_HEADER_LEN as usize;
+    if buf.len() < header_len || buf[..header_len].iter().all(|&b| b == 0) {
+        // A crash while the segment was being created. Only the newest
+        // segment can be in that state.
+        if sealed {
+            return Err(corrupt(
+                0,
+                Corruption::BadMagic {
+                    expected: "WAL segment",
+                },
+            ));
+        }
+        let torn_bytes = buf.iter().filter(|&&b| b != 0).count() as u64;
+        return Ok(SegmentEnd {
+            valid_end: 0,
+            torn_bytes,
+        });
+    }
+    if &buf[..8] != SEGMENT_MAGIC {
+        return Err(corrupt(
+            0,
+            Corruption::BadMagic {
+                expected: "WAL segment",
+            },
+        ));
+    }
+    let version = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
+    if version != SEGMENT_FORMAT_VERSION {
+        return Err(corrupt(
+            8,
+            Corruption::UnsupportedVersion {
+                found: version,
+                supported: SEGMENT_FORMAT_VERSION,
+            },
+        ));
+    }
+
+    let mut pos = header_len;
+    while pos < buf.len() {
+        let frame = read_frame(&buf[pos..]);
+        let Frame::Valid { payload, len } = frame else {
+            return end_of_frames(&buf, pos, frame, sealed)
+                .map_err(|problem| corrupt(pos as u64, problem));
+        };
+        let records = format::decode_batch(payload)
+            .map_err(|what| corrupt(pos as u64, Corruption::BadRecord(what)))?;
+        on_batch(pos as u64, records)?;
+        pos += len;
+    }
+    Ok(SegmentEnd {
+        valid_end: pos as u64,
+        torn_bytes: 0,
+    })
+}
+
+/// Decides what an invalid frame at `pos` means.
+fn end_of_frames(
+    buf: &[u8],
+    pos: usize,
+    frame: Frame<'_>,
+    sealed: bool,
+) -> Result<SegmentEnd, Corruption> {
+    let rest = &buf[pos..];
+    let all_zero = rest.iter().all(|&b| b == 0);
+    if sealed {
+        return Err(match frame {
+            Frame::Truncated => Corruption::TruncatedSealedSegment,
+            Frame::BadChecksum => Corruption::ChecksumMismatch,
+            _ => Corruption::BadFrame,
+        });
+    }
+    if !all_zero && valid_frame_after(buf, pos + 1) {
+        return Err(match frame {
+            Frame::BadChecksum => Corruption::ChecksumMismatch,
+            _ => Corruption::BadFrame,
+        });
+    }
+    let torn_bytes = rest.iter().filter(|&&b| b != 0).count() as u64;
+    Ok(SegmentEnd {
+        valid_end: pos as u64,
+        torn_bytes,
+    })
+}
+
+/// Whether any offset at or after `from` starts a frame that verifies and
+/// decodes. Used only after damage is found, so its cost is paid only then.
+fn valid_frame_after(buf: &[u8], from: usize) -> bool {
+    (from..buf.len().saturating_sub(FRAME_HEADER_LEN)).any(|pos| {
+        // Cheap filter before the checksum: a payload starts with the
+        // record version and type bytes.
+        buf.get(pos + FRAME_HEADER_LEN..pos + FRAME_HEADER_LEN + 2) == Some(&[1, 1])
+            && matches!(read_frame(&buf[pos..]), Frame::Valid { payload, .. } if format::decode_batch(payload).is_ok())
+    })
+}
