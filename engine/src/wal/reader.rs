@@ -24,7 +24,8 @@ use crate::wal::format::{
 pub(crate) struct SegmentEnd {
     /// Offset just past the last valid frame.
     pub valid_end: u64,
-    /// Non-zero bytes after `valid_end`, discarded as a torn tail.
+    /// Bytes after `valid_end` up to the last non-zero byte, discarded as a
+    /// torn tail (zero fill ahead of the write position is not counted).
     pub torn_bytes: u64,
 }
 
@@ -55,10 +56,9 @@ pub(crate) fn read_segment(
                 },
             ));
         }
-        let torn_bytes = buf.iter().filter(|&&b| b != 0).count() as u64;
         return Ok(SegmentEnd {
             valid_end: 0,
-            torn_bytes,
+            torn_bytes: written_len(&buf),
         });
     }
     if &buf[..8] != SEGMENT_MAGIC {
@@ -120,11 +120,18 @@ fn end_of_frames(
             _ => Corruption::BadFrame,
         });
     }
-    let torn_bytes = rest.iter().filter(|&&b| b != 0).count() as u64;
     Ok(SegmentEnd {
         valid_end: pos as u64,
-        torn_bytes,
+        torn_bytes: written_len(rest),
     })
+}
+
+/// Bytes up to the last non-zero byte: what was written, not zero fill.
+fn written_len(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |last| last as u64 + 1)
 }
 
 /// Whether any offset at or after `from` starts a frame that verifies and

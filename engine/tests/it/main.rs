@@ -1,0 +1,12 @@
+//! Engine behaviour tests, one module per behaviour, compiled into a single
+//! test binary to keep link time down.
+
+mod batches;
+mod before_image_chain;
+mod catalog;
+mod common;
+mod crash_recovery;
+mod fail_stop;
+mod group_commit;
+mod reads;
+mod wal_fixtures;
