@@ -165,6 +165,15 @@ pub enum Corruption {
     UnknownTable(u32),
     #[error("row image does not decode: {0}")]
     BadRow(&'static str),
+    #[error("{section} checksum mismatch")]
+    BlockChecksum { section: &'static str },
+    #[error("{section} does not decode: {what}")]
+    BadBlock {
+        section: &'static str,
+        what: &'static str,
+    },
+    #[error("SSTable footer is invalid: {0}")]
+    BadFooter(&'static str),
     #[error("catalog does not parse: {0}")]
     BadCatalog(String),
 }

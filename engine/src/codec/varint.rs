@@ -35,6 +35,10 @@ impl<'a> Reader<'a> {
         self.pos == self.buf.len()
     }
 
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     pub(crate) fn bytes(&mut self, n: usize, what: &'static str) -> DecodeResult<&'a [u8]> {
         let end = self
             .pos

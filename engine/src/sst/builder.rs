@@ -1,0 +1,207 @@
+//! Writes an SSTable from records given in (key asc, seq desc) order.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::change::ChangeRecord;
+use crate::codec::varint;
+use crate::sst::block;
+use crate::sst::bloom::BloomBuilder;
+use crate::sst::reader::{Footer, SEQ_ENTRY_LEN};
+use crate::Seq;
+
+/// Data blocks are cut once they reach this size.
+pub(crate) const BLOCK_BYTES: usize = 16 << 10;
+/// Entries per seq index block.
+pub(crate) const SEQ_BLOCK_ENTRIES: usize = 512;
+const BLOOM_BITS_PER_KEY: usize = 10;
+
+/// What a finished SSTable holds, for the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SstMeta {
+    pub path: PathBuf,
+    pub file_bytes: u64,
+    pub entries: u64,
+    pub min_seq: Seq,
+    pub max_seq: Seq,
+    pub smallest_key: Bytes,
+    pub largest_key: Bytes,
+}
+
+struct BlockHandle {
+    offset: u64,
+    len: u32,
+    last_key: Bytes,
+    last_seq: Seq,
+}
+
+pub(crate) struct SstBuilder {
+    path: PathBuf,
+    out: BufWriter<File>,
+    offset: u64,
+    block: Vec<u8>,
+    block_entries: u32,
+    handles: Vec<BlockHandle>,
+    /// (seq, data block number, offset in block), sorted at `finish`.
+    seq_entries: Vec<(Seq, u32, u32)>,
+    bloom: BloomBuilder,
+    last: Option<(Bytes, Seq)>,
+    first_key: Option<Bytes>,
+    min_seq: Seq,
+    max_seq: Seq,
+}
+
+impl SstBuilder {
+    pub(crate) fn create(path: &Path) -> io::Result<SstBuilder> {
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(SstBuilder {
+            path: path.to_owned(),
+            out: BufWriter::with_capacity(256 << 10, file),
+            offset: 0,
+            block: Vec::with_capacity(BLOCK_BYTES + 1024),
+            block_entries: 0,
+            handles: Vec::new(),
+            seq_entries: Vec::new(),
+            bloom: BloomBuilder::new(BLOOM_BITS_PER_KEY),
+            last: None,
+            first_key: None,
+            min_seq: Seq::MAX,
+            max_seq: 0,
+        })
+    }
+
+    pub(crate) fn add(&mut self, record: &ChangeRecord) -> io::Result<()> {
+        if let Some((key, seq)) = &self.last {
+            let ordered = (*key < record.key) || (*key == record.key && *seq > record.seq);
+            assert!(
+                ordered,
+                "SSTable records must be added in (key asc, seq desc) order"
+            );
+            if *key != record.key {
+                self.bloom.add(&record.key);
+            }
+        } else {
+            self.bloom.add(&record.key);
+            self.first_key = Some(record.key.clone());
+        }
+        self.seq_entries.push((
+            record.seq,
+            self.handles.len() as u32,
+            self.block.len() as u32,
+        ));
+        block::encode_record(&mut self.block, record);
+        self.block_entries += 1;
+        self.min_seq = self.min_seq.min(record.seq);
+        self.max_seq = self.max_seq.max(record.seq);
+        self.last = Some((record.key.clone(), record.seq));
+        if self.block.len() >= BLOCK_BYTES {
+            self.finish_block()?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// Bytes written so far, for cutting compaction outputs by size.
+    pub(crate) fn approx_bytes(&self) -> u64 {
+        self.offset + self.block.len() as u64
+    }
+
+    fn write_section(&mut self, bytes: &[u8]) -> io::Result<(u64, u32)> {
+        let offset = self.offset;
+        self.out.write_all(bytes)?;
+        self.offset += bytes.len() as u64;
+        Ok((offset, bytes.len() as u32))
+    }
+
+    fn finish_block(&mut self) -> io::Result<()> {
+        if self.block_entries == 0 {
+            return Ok(());
+        }
+        let mut block = std::mem::take(&mut self.block);
+        block::seal(&mut block, self.block_entries);
+        let (offset, len) = self.write_section(&block)?;
+        let (last_key, last_seq) = self.last.clone().expect("a block has a last record");
+        self.handles.push(BlockHandle {
+            offset,
+            len,
+            last_key,
+            last_seq,
+        });
+        block.clear();
+        self.block = block;
+        self.block_entries = 0;
+        Ok(())
+    }
+
+    /// Writes the index sections and the footer, fsyncs the file. The
+    /// caller makes the directory entry durable.
+    pub(crate) fn finish(mut self) -> io::Result<SstMeta> {
+        assert!(!self.is_empty(), "an SSTable holds at least one record");
+        self.finish_block()?;
+
+        self.seq_entries.sort_unstable_by_key(|&(seq, _, _)| seq);
+        let seq_entries = std::mem::take(&mut self.seq_entries);
+        let mut seq_dir = Vec::new();
+        let mut seq_dir_entries = 0u32;
+        for chunk in seq_entries.chunks(SEQ_BLOCK_ENTRIES) {
+            let mut buf = Vec::with_capacity(chunk.len() * SEQ_ENTRY_LEN + block::TRAILER_LEN);
+            for &(seq, block_no, offset) in chunk {
+                buf.extend_from_slice(&seq.to_le_bytes());
+                buf.extend_from_slice(&block_no.to_le_bytes());
+                buf.extend_from_slice(&offset.to_le_bytes());
+            }
+            block::seal(&mut buf, chunk.len() as u32);
+            let (offset, len) = self.write_section(&buf)?;
+            seq_dir.extend_from_slice(&chunk[0].0.to_le_bytes());
+            varint::put_u64(&mut seq_dir, offset);
+            varint::put_u64(&mut seq_dir, u64::from(len));
+            seq_dir_entries += 1;
+        }
+        block::seal(&mut seq_dir, seq_dir_entries);
+
+        let bloom = std::mem::replace(&mut self.bloom, BloomBuilder::new(0));
+        let mut bloom = bloom.finish();
+        block::seal(&mut bloom, 0);
+        let bloom_handle = self.write_section(&bloom)?;
+
+        let mut index = Vec::new();
+        for handle in &self.handles {
+            varint::put_u64(&mut index, handle.offset);
+            varint::put_u64(&mut index, u64::from(handle.len));
+            varint::put_u64(&mut index, handle.last_key.len() as u64);
+            index.extend_from_slice(&handle.last_key);
+            index.extend_from_slice(&handle.last_seq.to_le_bytes());
+        }
+        block::seal(&mut index, self.handles.len() as u32);
+        let index_handle = self.write_section(&index)?;
+        let seq_dir_handle = self.write_section(&seq_dir)?;
+
+        let footer = Footer {
+            key_index: index_handle,
+            seq_dir: seq_dir_handle,
+            bloom: bloom_handle,
+            min_seq: self.min_seq,
+            max_seq: self.max_seq,
+            entries: seq_entries.len() as u64,
+        };
+        let footer_bytes = footer.encode();
+        self.write_section(&footer_bytes)?;
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(SstMeta {
+            path: self.path,
+            file_bytes: self.offset,
+            entries: footer.entries,
+            min_seq: footer.min_seq,
+            max_seq: footer.max_seq,
+            smallest_key: self.first_key.expect("not empty"),
+            largest_key: self.last.expect("not empty").0,
+        })
+    }
+}

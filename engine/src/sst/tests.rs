@@ -1,0 +1,225 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::builder::{SstBuilder, SstMeta};
+use super::reader::SstReader;
+use crate::change::{ChangeKind, ChangeRecord};
+use crate::error::{Corruption, Error};
+use crate::Seq;
+
+/// Versions of `keys` keys written over `seqs` seqs by a seeded generator,
+/// as a memtable would hold them: some keys deleted, images chained.
+fn history(keys: u32, seqs: Seq, seed: u64) -> Vec<ChangeRecord> {
+    let mut state = seed | 1;
+    let mut current: std::collections::HashMap<u32, Bytes> = Default::default();
+    (1..=seqs)
+        .map(|seq| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let k = (state % u64::from(keys)) as u32;
+            let mut key = vec![0, 0, 0, 1];
+            key.extend_from_slice(&k.to_be_bytes());
+            let before = current.get(&k).cloned();
+            let delete = before.is_some() && state % 4 == 0;
+            let after = (!delete).then(|| {
+                Bytes::from(format!(
+                    "row {k} at {seq} {}",
+                    "x".repeat((state % 50) as usize)
+                ))
+            });
+            match &after {
+                Some(a) => current.insert(k, a.clone()),
+                None => current.remove(&k),
+            };
+            ChangeRecord {
+                seq,
+                ts_micros: seq as i64 * 10,
+                kind: match (&before, &after) {
+                    (None, _) => ChangeKind::Insert,
+                    (Some(_), Some(_)) => ChangeKind::Update,
+                    (Some(_), None) => ChangeKind::Delete,
+                },
+                key: Bytes::from(key),
+                before,
+                after,
+                batch_index: 0,
+                batch_size: 1,
+            }
+        })
+        .collect()
+}
+
+fn build(dir: &std::path::Path, records: &[ChangeRecord]) -> (SstMeta, Arc<SstReader>) {
+    let mut sorted: Vec<_> = records.to_vec();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key).then(b.seq.cmp(&a.seq)));
+    let path = dir.join("0000000001.sst");
+    let mut builder = SstBuilder::create(&path).unwrap();
+    for record in &sorted {
+        builder.add(record).unwrap();
+    }
+    let meta = builder.finish().unwrap();
+    (meta, Arc::new(SstReader::open(&path).unwrap()))
+}
+
+#[test]
+fn point_reads_at_any_seq_match_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = history(300, 5000, 7);
+    let (meta, sst) = build(dir.path(), &records);
+    assert_eq!((meta.min_seq, meta.max_seq, meta.entries), (1, 5000, 5000));
+    for probe in 0..600u32 {
+        let mut key = vec![0, 0, 0, 1];
+        key.extend_from_slice(&probe.to_be_bytes());
+        for at in [0, 1, 17, 999, 2500, 4999, 5000, Seq::MAX] {
+            let expected = records
+                .iter()
+                .rev()
+                .find(|r| r.key[..] == key[..] && r.seq <= at);
+            assert_eq!(
+                sst.get(&key, at).unwrap().as_ref(),
+                expected,
+                "key {probe} at {at}"
+            );
+        }
+    }
+}
+
+#[test]
+fn range_and_seq_iteration_return_every_version_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = history(1000, 20_000, 11);
+    let (_, sst) = build(dir.path(), &records);
+
+    let mut by_key = records.clone();
+    by_key.sort_by(|a, b| a.key.cmp(&b.key).then(b.seq.cmp(&a.seq)));
+    let start = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 0]);
+    let all: Vec<_> = sst.range(start, None).map(Result::unwrap).collect();
+    assert_eq!(all, by_key);
+    let lo = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 1, 0]);
+    let hi = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 2, 0]);
+    let part: Vec<_> = sst
+        .range(lo.clone(), Some(hi.clone()))
+        .map(Result::unwrap)
+        .collect();
+    let expected: Vec<_> = by_key
+        .iter()
+        .filter(|r| r.key >= lo && r.key < hi)
+        .cloned()
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(part, expected);
+
+    for (since, upto) in [
+        (0, 20_000),
+        (0, 1),
+        (511, 513),
+        (12_345, 19_999),
+        (19_999, 30_000),
+        (20_000, 20_000),
+    ] {
+        let got: Vec<_> = sst.seq_range(since, upto).map(Result::unwrap).collect();
+        let expected: Vec<_> = records
+            .iter()
+            .filter(|r| r.seq > since && r.seq <= upto)
+            .cloned()
+            .collect();
+        assert_eq!(got, expected, "({since}, {upto}]");
+    }
+}
+
+#[test]
+fn a_corrupted_data_block_is_reported_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = history(100, 3000, 3);
+    let (meta, _) = build(dir.path(), &records);
+    let mut bytes = std::fs::read(&meta.path).unwrap();
+    // The first data block starts at offset 0; damage a byte inside it.
+    bytes[100] ^= 0x01;
+    std::fs::write(&meta.path, &bytes).unwrap();
+    let sst = Arc::new(SstReader::open(&meta.path).unwrap());
+    let errors: Vec<Error> = vec![
+        sst.range(Bytes::from_static(&[0]), None)
+            .find_map(Result::err)
+            .unwrap(),
+        sst.seq_range(0, Seq::MAX).find_map(Result::err).unwrap(),
+    ];
+    for err in errors {
+        match &err {
+            Error::Corruption {
+                file,
+                offset,
+                problem,
+            } => {
+                assert_eq!(file, &meta.path);
+                assert_eq!(*offset, 0);
+                assert_eq!(
+                    *problem,
+                    Corruption::BlockChecksum {
+                        section: "data block"
+                    }
+                );
+            }
+            other => panic!("expected corruption, got {other}"),
+        }
+        assert!(err.to_string().contains("0000000001.sst"), "{err}");
+    }
+}
+
+#[test]
+fn damaged_footers_and_truncated_files_fail_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (meta, _) = build(dir.path(), &history(10, 100, 5));
+    let good = std::fs::read(&meta.path).unwrap();
+    let mut footer = good.clone();
+    let at = footer.len() - 20;
+    footer[at] ^= 0xff;
+    std::fs::write(&meta.path, &footer).unwrap();
+    let err = SstReader::open(&meta.path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Corruption {
+                problem: Corruption::BlockChecksum { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    std::fs::write(&meta.path, &good[..good.len() - 3]).unwrap();
+    let err = SstReader::open(&meta.path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Corruption {
+                problem: Corruption::BadMagic { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Decoders of SSTable bytes never panic, whatever the damage.
+    #[test]
+    fn reading_a_damaged_file_never_panics(flips in proptest::collection::vec((0usize..1_000_000, proptest::prelude::any::<u8>()), 1..8)) {
+        let dir = tempfile::tempdir().unwrap();
+        let (meta, _) = build(dir.path(), &history(20, 300, 9));
+        let mut bytes = std::fs::read(&meta.path).unwrap();
+        for (at, x) in flips {
+            let len = bytes.len();
+            bytes[at % len] ^= x;
+        }
+        std::fs::write(&meta.path, &bytes).unwrap();
+        if let Ok(sst) = SstReader::open(&meta.path) {
+            let sst = Arc::new(sst);
+            let _ = sst.range(Bytes::new(), None).count();
+            let _ = sst.seq_range(0, Seq::MAX).count();
+            let _ = sst.get(&[0, 0, 0, 1, 0, 0, 0, 3], Seq::MAX);
+        }
+    }
+}
