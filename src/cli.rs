@@ -45,10 +45,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                     "--data-dir" => serve.data_dir = Some(value()?.into()),
                     "--listen" => {
                         let raw = value()?;
-                        serve.listen = Some(
-                            raw.parse()
-                                .map_err(|e| format!("--listen {raw:?} is not a socket address: {e}"))?,
-                        );
+                        serve.listen = Some(raw.parse().map_err(|e| {
+                            format!("--listen {raw:?} is not a socket address: {e}")
+                        })?);
                     }
                     "--help" | "-h" => return Ok(Command::Help),
                     other => return Err(format!("unknown option {other:?} for serve")),
@@ -89,10 +88,16 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_explained() {
-        assert!(parse_str("serve --listen nowhere").unwrap_err().contains("--listen"));
-        assert!(parse_str("serve --data-dir").unwrap_err().contains("needs a value"));
+        assert!(parse_str("serve --listen nowhere")
+            .unwrap_err()
+            .contains("--listen"));
+        assert!(parse_str("serve --data-dir")
+            .unwrap_err()
+            .contains("needs a value"));
         assert!(parse_str("serve --bogus").unwrap_err().contains("--bogus"));
         assert!(parse_str("launch").unwrap_err().contains("launch"));
-        assert!(parse_str("print-config extra").unwrap_err().contains("extra"));
+        assert!(parse_str("print-config extra")
+            .unwrap_err()
+            .contains("extra"));
     }
 }

@@ -64,9 +64,14 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: args.data_dir,
     };
-    let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides).context("configuration")?;
-    let engine = Engine::open(engine_options(&config))
-        .with_context(|| format!("opening the data directory {}", config.storage.data_dir.display()))?;
+    let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)
+        .context("configuration")?;
+    let engine = Engine::open(engine_options(&config)).with_context(|| {
+        format!(
+            "opening the data directory {}",
+            config.storage.data_dir.display()
+        )
+    })?;
     let recovery = engine.recovery();
     tracing::info!(
         data_dir = %config.storage.data_dir.display(),
@@ -75,7 +80,11 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         "storage engine ready; the HTTP API is not part of this build yet (issue [4/6]), so no requests are served"
     );
     // The readiness line tests and scripts wait for.
-    println!("tidefeed ready: data_dir={} visible_seq={}", config.storage.data_dir.display(), engine.visible_seq());
+    println!(
+        "tidefeed ready: data_dir={} visible_seq={}",
+        config.storage.data_dir.display(),
+        engine.visible_seq()
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -91,7 +100,8 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
 
 async fn shutdown_signal() -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     Ok(tokio::select! {
         _ = terminate.recv() => "SIGTERM",

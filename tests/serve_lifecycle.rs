@@ -21,13 +21,22 @@ fn tidefeed(data_dir: &Path) -> Command {
 fn start(data_dir: &Path) -> (Child, String) {
     let mut child = tidefeed(data_dir).spawn().unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("tidefeed ready"), "unexpected first line {line:?}");
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("tidefeed ready"),
+        "unexpected first line {line:?}"
+    );
     (child, line)
 }
 
 fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -41,7 +50,10 @@ fn serve_starts_on_an_empty_directory_and_stops_cleanly_on_sigterm() {
     let data = dir.path().join("data");
     let (child, ready) = start(&data);
     assert!(ready.contains("visible_seq=0"), "{ready}");
-    assert!(data.join("wal").is_dir(), "the data directory is created with its WAL");
+    assert!(
+        data.join("wal").is_dir(),
+        "the data directory is created with its WAL"
+    );
 
     // A second server on the same directory is refused while the first runs.
     let second = tidefeed(&data).output().unwrap();
@@ -50,9 +62,17 @@ fn serve_starts_on_an_empty_directory_and_stops_cleanly_on_sigterm() {
 
     signal(&child, "TERM");
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "exit {:?}: {}", output.status, stderr(&output));
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        stderr(&output)
+    );
     let log = stderr(&output);
-    assert!(log.contains("SIGTERM") && log.contains("stopped cleanly"), "{log}");
+    assert!(
+        log.contains("SIGTERM") && log.contains("stopped cleanly"),
+        "{log}"
+    );
 
     // Released: it starts again, and SIGINT stops it as well.
     let (child, _) = start(&data);
@@ -70,16 +90,25 @@ fn bad_configuration_is_rejected_naming_the_field() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
-    assert!(message.contains("storage.durability") && message.contains("sometimes"), "{message}");
+    assert!(
+        message.contains("storage.durability") && message.contains("sometimes"),
+        "{message}"
+    );
 
-    let output = Command::new(env!("CARGO_BIN_EXE_tidefeed")).args(["serve", "--frobnicate"]).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tidefeed"))
+        .args(["serve", "--frobnicate"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--frobnicate"));
 }
 
 #[test]
 fn print_config_shows_a_file_that_serve_accepts() {
-    let example = Command::new(env!("CARGO_BIN_EXE_tidefeed")).arg("print-config").output().unwrap();
+    let example = Command::new(env!("CARGO_BIN_EXE_tidefeed"))
+        .arg("print-config")
+        .output()
+        .unwrap();
     assert!(example.status.success());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tidefeed.toml");
@@ -88,7 +117,9 @@ fn print_config_shows_a_file_that_serve_accepts() {
     command.arg("--config").arg(&file);
     let mut child = command.spawn().unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert!(line.starts_with("tidefeed ready"), "{line:?}");
     signal(&child, "TERM");
     assert!(child.wait().unwrap().success());

@@ -22,7 +22,7 @@ fn history(keys: u32, seqs: Seq, seed: u64) -> Vec<ChangeRecord> {
             let mut key = vec![0, 0, 0, 1];
             key.extend_from_slice(&k.to_be_bytes());
             let before = current.get(&k).cloned();
-            let delete = before.is_some() && state % 4 == 0;
+            let delete = before.is_some() && state.is_multiple_of(4);
             let after = (!delete).then(|| {
                 Bytes::from(format!(
                     "row {k} at {seq} {}",
