@@ -5,8 +5,9 @@ use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
@@ -15,22 +16,32 @@ use crate::catalog::{Catalog, CreateTable};
 use crate::codec::{key, row};
 use crate::commit::request::{prepare, Mutation, WriteResult};
 use crate::commit::thread::{CommitThread, Request};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WalStage};
+use crate::flow::FlowLimits;
+use crate::flush::{FlushSignal, FlushWorker};
+use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::metrics::{EngineMetrics, MetricsSnapshot};
 use crate::options::EngineOptions;
 use crate::read::merge::{LatestAt, MergeIter, VersionSource};
 use crate::read::ChangeIter;
 use crate::schema::{Row, Table, TableSchema, Value};
+use crate::sst::reader::SstReader;
+use crate::sst::{sst_path, SST_DIR};
 use crate::state::LsmState;
 use crate::wal::recovery::{self, WalReplay};
+use crate::wal::segments::SealedSegments;
 use crate::wal::writer::WalWriter;
 use crate::wal::WAL_DIR;
 use crate::Seq;
 
 const LOCK_FILE: &str = "LOCK";
 
-/// State shared by the handle, the readers and the commit thread.
+/// A background failure that stops the engine.
+type Failure = (WalStage, Arc<std::io::Error>);
+
+/// State shared by the handle, the readers, the commit thread and the
+/// flush worker.
 pub(crate) struct Shared {
     pub catalog: Catalog,
     state: RwLock<Arc<LsmState>>,
@@ -38,6 +49,11 @@ pub(crate) struct Shared {
     visible_seq: AtomicU64,
     visible_tx: watch::Sender<Seq>,
     pub metrics: Arc<EngineMetrics>,
+    /// Set when background work fails; writes are refused from then on.
+    failure: Mutex<Option<Failure>>,
+    /// Counts completed flushes; the commit thread waits on it while stalled.
+    flushes: Mutex<u64>,
+    flushed: Condvar,
 }
 
 impl Shared {
@@ -45,8 +61,17 @@ impl Shared {
         self.state.read().expect("state lock poisoned").clone()
     }
 
-    pub(crate) fn replace_state(&self, next: LsmState) {
-        *self.state.write().expect("state lock poisoned") = Arc::new(next);
+    /// Replaces the state with `change(current)` if that returns one.
+    /// Returns whether it did.
+    pub(crate) fn update_state(&self, change: impl FnOnce(&LsmState) -> Option<LsmState>) -> bool {
+        let mut guard = self.state.write().expect("state lock poisoned");
+        match change(&guard) {
+            Some(next) => {
+                *guard = Arc::new(next);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn publish_visible(&self, seq: Seq) {
@@ -56,6 +81,41 @@ impl Shared {
 
     fn visible(&self) -> Seq {
         self.visible_seq.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn poison_background(&self, error: Error) {
+        let cause = match error {
+            Error::Io { source, .. } => source,
+            other => std::io::Error::other(other),
+        };
+        self.failure
+            .lock()
+            .expect("failure lock poisoned")
+            .get_or_insert((WalStage::Flush, Arc::new(cause)));
+        // Wake a stalled commit thread so it refuses its writes.
+        self.notify_flushed();
+    }
+
+    pub(crate) fn background_failure(&self) -> Option<Failure> {
+        self.failure.lock().expect("failure lock poisoned").clone()
+    }
+
+    pub(crate) fn flush_progress(&self) -> MutexGuard<'_, u64> {
+        self.flushes.lock().expect("flush lock poisoned")
+    }
+
+    /// Waits until a flush completes (or a timeout, after which the caller
+    /// re-checks its condition).
+    pub(crate) fn wait_for_flush<'a>(&self, progress: MutexGuard<'a, u64>) -> MutexGuard<'a, u64> {
+        self.flushed
+            .wait_timeout(progress, Duration::from_millis(100))
+            .expect("flush lock poisoned")
+            .0
+    }
+
+    pub(crate) fn notify_flushed(&self) {
+        *self.flush_progress() += 1;
+        self.flushed.notify_all();
     }
 }
 
@@ -92,7 +152,9 @@ pub struct Recovery {
 
 struct Running {
     requests: Sender<Request>,
-    thread: JoinHandle<Result<()>>,
+    commit: JoinHandle<Result<()>>,
+    flush_signal: Sender<FlushSignal>,
+    flush: JoinHandle<()>,
     /// Holds the data directory lock while the engine runs.
     _lock: File,
 }
@@ -141,14 +203,20 @@ impl Engine {
 
         let catalog = Catalog::open(&dir)?;
         let catalog_snapshot = catalog.snapshot();
+
+        let manifest = Manifest::load(&dir)?;
+        let sst_dir = dir.join(SST_DIR);
+        fs::create_dir_all(&sst_dir).map_err(Error::io(&sst_dir))?;
+        let l0 = open_table_files(&sst_dir, &manifest)?;
+
         let wal_dir = dir.join(WAL_DIR);
         fs::create_dir_all(&wal_dir).map_err(Error::io(&wal_dir))?;
-
-        // Replay into memtables of the configured size, as the commit
-        // thread would have built them.
-        let mut memtables: Vec<Arc<Memtable>> = vec![Arc::new(Memtable::new(1))];
+        // Replay what is not flushed into memtables of the configured
+        // size, as the commit thread would have built them.
+        let mut memtables: Vec<Arc<Memtable>> =
+            vec![Arc::new(Memtable::new(manifest.flushed_seq + 1))];
         let mut last_ts = 0;
-        let wal = recovery::replay(&wal_dir, 0, |records| {
+        let wal = recovery::replay(&wal_dir, manifest.flushed_seq, |records| {
             let active = memtables.last().expect("one memtable").clone();
             let active = if active.approx_bytes() >= options.memtable_bytes {
                 let fresh = Arc::new(Memtable::new(records[0].seq));
@@ -171,6 +239,10 @@ impl Engine {
             }
             Ok(())
         })?;
+        let sealed = Arc::new(SealedSegments::new(wal_dir.clone(), wal.sealed.clone()));
+        // A crash between a manifest commit and the WAL cleanup leaves
+        // segments the manifest already covers.
+        sealed.delete_through(manifest.flushed_seq)?;
         let recovery = Recovery {
             tables: catalog_snapshot.tables().len(),
             wal: wal.clone(),
@@ -178,6 +250,8 @@ impl Engine {
         tracing::info!(
             dir = %dir.display(),
             tables = recovery.tables,
+            flushed_seq = manifest.flushed_seq,
+            table_files = l0.len(),
             last_seq = wal.last_seq,
             batches = wal.batches,
             torn_bytes = wal.torn_bytes,
@@ -191,35 +265,79 @@ impl Engine {
             options.wal_segment_bytes,
             options.faults.clone(),
             metrics.clone(),
+            sealed.clone(),
+            wal.last_seq,
         )?;
         let (visible_tx, _) = watch::channel(wal.last_seq);
+        let has_immutable = memtables.len() > 1;
         let shared = Arc::new(Shared {
             catalog,
-            state: RwLock::new(Arc::new(LsmState { memtables })),
+            state: RwLock::new(Arc::new(LsmState {
+                memtables,
+                l0,
+                flushed_seq: manifest.flushed_seq,
+            })),
             visible_seq: AtomicU64::new(wal.last_seq),
             visible_tx,
             metrics,
+            failure: Mutex::new(None),
+            flushes: Mutex::new(0),
+            flushed: Condvar::new(),
         });
+
+        let (flush_signal, flush_signals) = mpsc::channel();
+        let flusher = FlushWorker {
+            shared: shared.clone(),
+            data_dir: dir.clone(),
+            sst_dir,
+            manifest,
+            sealed,
+            faults: options.faults.clone(),
+        };
+        let flush = std::thread::Builder::new()
+            .name("tidefeed-flush".into())
+            .spawn(move || flusher.run(flush_signals))
+            .map_err(Error::io(&dir))?;
+        if has_immutable {
+            let _ = flush_signal.send(FlushSignal::Work);
+        }
+
         let committer = CommitThread {
             shared: shared.clone(),
             wal: writer,
             durability: options.durability,
             memtable_bytes: options.memtable_bytes,
             max_group_requests: options.max_group_requests.max(1),
+            flow: FlowLimits {
+                max_immutable: options.max_immutable_memtables.max(1),
+            },
+            flush: flush_signal.clone(),
             next_seq: wal.last_seq + 1,
             last_ts_micros: last_ts,
         };
         let (requests, receiver) = mpsc::channel();
-        let thread = std::thread::Builder::new()
+        let commit = match std::thread::Builder::new()
             .name("tidefeed-commit".into())
             .spawn(move || committer.run(receiver))
-            .map_err(Error::io(&dir))?;
+        {
+            Ok(commit) => commit,
+            Err(e) => {
+                let _ = flush_signal.send(FlushSignal::Shutdown);
+                let _ = flush.join();
+                return Err(Error::Io {
+                    path: dir,
+                    source: e,
+                });
+            }
+        };
         Ok(Engine {
             inner: Arc::new(Inner {
                 shared,
                 running: Mutex::new(Some(Running {
                     requests: requests.clone(),
-                    thread,
+                    commit,
+                    flush_signal,
+                    flush,
                     _lock: lock,
                 })),
                 requests,
@@ -311,7 +429,7 @@ impl Engine {
         table.check_key(key)?;
         let encoded = Bytes::from(key::encode(table.id(), key));
         let state = self.inner.shared.state();
-        match state.get(&encoded, at) {
+        match state.get(&encoded, at)? {
             Some(record) => match &record.after {
                 Some(after) => Ok(Some(RowVersion {
                     seq: record.seq,
@@ -351,21 +469,28 @@ impl Engine {
                 .map(|next| Bytes::copy_from_slice(&key::table_prefix(next))),
         };
         let state = self.inner.shared.state();
-        let sources: Vec<VersionSource<'_>> = state
+        let mut sources: Vec<VersionSource<'_>> = state
             .memtables
             .iter()
-            .map(|m| Box::new(m.range(&start, end.as_ref())) as VersionSource<'_>)
+            .map(|m| Box::new(m.range(&start, end.as_ref()).map(Ok)) as VersionSource<'_>)
             .collect();
+        for file in state.l0.iter().filter(|f| f.min_seq() <= at) {
+            sources.push(Box::new(
+                file.range(start.clone(), end.clone())
+                    .map(|r| r.map(Arc::new)),
+            ));
+        }
         let mut live = LatestAt::new(MergeIter::new(sources), at);
         let mut rows = Vec::with_capacity(limit.min(1024));
         for record in live.by_ref().take(limit) {
+            let record = record?;
             let after = record.after.as_ref().expect("LatestAt yields live rows");
             rows.push(RowVersion {
                 seq: record.seq,
                 row: decode_row(&table, record.seq, after)?,
             });
         }
-        let next = match live.next() {
+        let next = match live.next().transpose()? {
             Some(record) => {
                 Some(
                     key::decode(&table, &record.key).map_err(|what| Error::Undecodable {
@@ -393,11 +518,18 @@ impl Engine {
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.inner.shared.metrics.snapshot()
+        let state = self.inner.shared.state();
+        MetricsSnapshot {
+            immutable_memtables: state.immutable_count() as u64,
+            l0_files: state.l0.len() as u64,
+            flushed_seq: state.flushed_seq,
+            ..self.inner.shared.metrics.snapshot()
+        }
     }
 
     /// Stops the commit thread after it has committed every write already
-    /// submitted, syncs and seals the WAL, and releases the data directory.
+    /// submitted, syncs and seals the WAL, stops the flush worker, and
+    /// releases the data directory.
     /// Later writes fail with [`Error::Closed`]. Returns the WAL's final
     /// status: an error if the engine was poisoned or the final sync failed.
     pub fn close(&self) -> Result<()> {
@@ -410,11 +542,20 @@ impl Inner {
         let Some(running) = self.running.lock().expect("engine lock poisoned").take() else {
             return Ok(());
         };
+        // The commit thread first: it may be waiting for a flush, and it
+        // commits everything already submitted. Then the flush worker.
         let _ = running.requests.send(Request::Shutdown);
-        match running.thread.join() {
+        let committed = running.commit.join();
+        let _ = running.flush_signal.send(FlushSignal::Shutdown);
+        let flushed = running.flush.join();
+        let result = match committed {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
+        };
+        if let Err(panic) = flushed {
+            std::panic::resume_unwind(panic);
         }
+        result
     }
 }
 
@@ -432,4 +573,48 @@ fn decode_row(table: &Table, seq: Seq, bytes: &[u8]) -> Result<Row> {
         seq,
         what,
     })
+}
+
+/// Opens the L0 files the manifest lists, and deletes table files it does
+/// not list (left by a crash before their manifest commit).
+fn open_table_files(sst_dir: &std::path::Path, manifest: &Manifest) -> Result<Vec<Arc<SstReader>>> {
+    let listed: std::collections::HashSet<PathBuf> = manifest
+        .l0
+        .iter()
+        .map(|f| sst_path(sst_dir, f.id))
+        .collect();
+    for entry in fs::read_dir(sst_dir).map_err(Error::io(sst_dir))? {
+        let path = entry.map_err(Error::io(sst_dir))?.path();
+        if !listed.contains(&path) {
+            tracing::warn!(file = %path.display(), "deleting a table file no manifest refers to");
+            fs::remove_file(&path).map_err(Error::io(&path))?;
+        }
+    }
+    manifest
+        .l0
+        .iter()
+        .map(|entry| {
+            let path = sst_path(sst_dir, entry.id);
+            if !path.exists() {
+                return Err(Error::Corruption {
+                    file: path,
+                    offset: 0,
+                    problem: crate::error::Corruption::MissingTableFile,
+                });
+            }
+            let file = SstReader::open(&path)?;
+            if (file.min_seq(), file.max_seq(), file.entries())
+                != (entry.min_seq, entry.max_seq, entry.entries)
+            {
+                return Err(Error::Corruption {
+                    file: path,
+                    offset: 0,
+                    problem: crate::error::Corruption::BadFooter(
+                        "table file does not match its manifest entry",
+                    ),
+                });
+            }
+            Ok(Arc::new(file))
+        })
+        .collect()
 }

@@ -130,6 +130,8 @@ pub enum WalStage {
     Write,
     Sync,
     Rotate,
+    /// Writing a memtable to an SSTable and committing it to the manifest.
+    Flush,
 }
 
 impl std::fmt::Display for WalStage {
@@ -138,6 +140,7 @@ impl std::fmt::Display for WalStage {
             WalStage::Write => "write",
             WalStage::Sync => "fdatasync",
             WalStage::Rotate => "segment rotation",
+            WalStage::Flush => "memtable flush",
         })
     }
 }
@@ -174,6 +177,10 @@ pub enum Corruption {
     },
     #[error("SSTable footer is invalid: {0}")]
     BadFooter(&'static str),
+    #[error("manifest does not parse: {0}")]
+    BadManifest(String),
+    #[error("manifest refers to a missing table file")]
+    MissingTableFile,
     #[error("catalog does not parse: {0}")]
     BadCatalog(String),
 }

@@ -1,4 +1,4 @@
-//! Fault injection for the WAL, so tests can prove fail-stop behaviour
+//! Fault injection for the WAL and flushes, so tests can prove fail-stop behaviour
 //! without a failing disk. Production code carries one relaxed atomic load
 //! per write and per sync when an injector is installed, nothing otherwise.
 
@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct FaultInjector {
     sync_countdown: AtomicU64,
     write_countdown: AtomicU64,
+    flush_countdown: AtomicU64,
 }
 
 impl FaultInjector {
@@ -28,6 +29,11 @@ impl FaultInjector {
     /// Makes the `n`-th WAL write from now fail with an I/O error.
     pub fn fail_write_after(&self, n: u64) {
         self.write_countdown.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the `n`-th memtable flush from now fail with an I/O error.
+    pub fn fail_flush_after(&self, n: u64) {
+        self.flush_countdown.store(n, Ordering::SeqCst);
     }
 
     fn fire(countdown: &AtomicU64, what: &str) -> io::Result<()> {
@@ -46,6 +52,10 @@ impl FaultInjector {
 
     pub(crate) fn before_write(&self) -> io::Result<()> {
         Self::fire(&self.write_countdown, "write")
+    }
+
+    pub(crate) fn before_flush(&self) -> io::Result<()> {
+        Self::fire(&self.flush_countdown, "flush")
     }
 }
 

@@ -18,13 +18,15 @@ mod commit;
 mod engine;
 mod error;
 mod fault;
+mod flow;
+mod flush;
 mod fsutil;
+mod manifest;
 mod memtable;
 mod metrics;
 mod options;
 mod read;
 mod schema;
-#[allow(dead_code)] // wired into flush and reads next (issue [2/6])
 mod sst;
 mod state;
 mod wal;

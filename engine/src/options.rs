@@ -24,6 +24,9 @@ pub struct EngineOptions {
     pub wal_segment_bytes: u64,
     /// The active memtable becomes immutable past this size.
     pub memtable_bytes: usize,
+    /// Immutable memtables waiting for flush at which writes stall; from
+    /// half of it on, writes are slowed.
+    pub max_immutable_memtables: usize,
     /// The most write requests one commit group takes.
     pub max_group_requests: usize,
     /// Test hook: injected WAL failures.
@@ -37,6 +40,7 @@ impl EngineOptions {
             durability: Durability::Sync,
             wal_segment_bytes: 64 << 20,
             memtable_bytes: 64 << 20,
+            max_immutable_memtables: 4,
             max_group_requests: 1024,
             faults: None,
         }

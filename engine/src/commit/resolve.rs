@@ -43,7 +43,7 @@ pub(crate) fn resolve_batch(
     first_seq: Seq,
     ts_micros: i64,
     overlay: &mut Overlay,
-    lookup: &mut dyn FnMut(&Bytes) -> Option<Current>,
+    lookup: &mut dyn FnMut(&Bytes) -> Result<Option<Current>>,
 ) -> Result<ResolvedBatch> {
     let mut local: Overlay = HashMap::new();
     let mut changes: Vec<(ChangeKind, Bytes, Option<Bytes>, Option<Bytes>)> =
@@ -51,11 +51,10 @@ pub(crate) fn resolve_batch(
     let mut outcomes = Vec::with_capacity(ops.len());
     let single = ops.len() == 1;
     for (index, op) in ops.iter().enumerate() {
-        let current = local
-            .get(&op.key)
-            .or_else(|| overlay.get(&op.key))
-            .cloned()
-            .or_else(|| lookup(&op.key));
+        let current = match local.get(&op.key).or_else(|| overlay.get(&op.key)) {
+            Some(current) => Some(current.clone()),
+            None => lookup(&op.key)?,
+        };
         let seq = first_seq + changes.len() as Seq;
         let change = resolve_op(op, current).map_err(|source| {
             if single {
@@ -206,7 +205,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let resolved = resolve_batch(&ops, 10, 0, &mut Overlay::new(), &mut |_| None).unwrap();
+        let resolved = resolve_batch(&ops, 10, 0, &mut Overlay::new(), &mut |_| Ok(None)).unwrap();
         assert_eq!(
             kinds(&resolved),
             vec![(10, ChangeKind::Insert), (11, ChangeKind::Delete)]
@@ -226,7 +225,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let resolved = resolve_batch(&ops, 3, 0, &mut Overlay::new(), &mut |_| None).unwrap();
+        let resolved = resolve_batch(&ops, 3, 0, &mut Overlay::new(), &mut |_| Ok(None)).unwrap();
         assert_eq!(resolved.result.outcomes[0], Outcome::NoOp);
         assert_eq!(kinds(&resolved), vec![(3, ChangeKind::Insert)]);
         assert_eq!(resolved.records[0].batch_size, 1);
@@ -244,7 +243,7 @@ mod tests {
         )
         .unwrap();
         let mut overlay = Overlay::new();
-        let err = resolve_batch(&ops, 1, 0, &mut overlay, &mut |_| None).unwrap_err();
+        let err = resolve_batch(&ops, 1, 0, &mut overlay, &mut |_| Ok(None)).unwrap_err();
         assert!(matches!(err, Error::InBatch { index: 1, .. }), "{err}");
         assert!(overlay.is_empty());
     }
@@ -254,7 +253,7 @@ mod tests {
         let catalog = catalog();
         let mut overlay = Overlay::new();
         let first = prepare(&catalog, vec![Mutation::upsert("t", row(1, "a"))]).unwrap();
-        let first = resolve_batch(&first, 1, 0, &mut overlay, &mut |_| None).unwrap();
+        let first = resolve_batch(&first, 1, 0, &mut overlay, &mut |_| Ok(None)).unwrap();
         let second = prepare(
             &catalog,
             vec![
@@ -263,7 +262,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let second = resolve_batch(&second, 2, 0, &mut overlay, &mut |_| None).unwrap();
+        let second = resolve_batch(&second, 2, 0, &mut overlay, &mut |_| Ok(None)).unwrap();
         assert_eq!(second.records[0].kind, ChangeKind::Update);
         assert_eq!(second.records[0].before, first.records[0].after);
         let stale = prepare(
@@ -271,7 +270,7 @@ mod tests {
             vec![Mutation::delete("t", vec![Value::Int64(1)]).if_match(1)],
         )
         .unwrap();
-        let err = resolve_batch(&stale, 3, 0, &mut overlay, &mut |_| None).unwrap_err();
+        let err = resolve_batch(&stale, 3, 0, &mut overlay, &mut |_| Ok(None)).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -289,7 +288,7 @@ mod tests {
     fn a_tombstone_in_the_state_is_an_absent_row() {
         let catalog = catalog();
         let ops = prepare(&catalog, vec![Mutation::upsert("t", row(1, "a"))]).unwrap();
-        let mut lookup = |_: &Bytes| Some(Current { seq: 7, row: None });
+        let mut lookup = |_: &Bytes| Ok(Some(Current { seq: 7, row: None }));
         let resolved = resolve_batch(&ops, 8, 0, &mut Overlay::new(), &mut lookup).unwrap();
         assert_eq!(resolved.records[0].kind, ChangeKind::Insert);
         assert_eq!(resolved.records[0].before, None);

@@ -1,7 +1,7 @@
 //! The commit thread: the single owner of the commit order.
 
 use std::io;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +12,8 @@ use crate::commit::request::{PreparedOp, WriteResult};
 use crate::commit::resolve::{resolve_batch, Current, Overlay};
 use crate::engine::Shared;
 use crate::error::{Error, Result, WalStage};
+use crate::flow::{self, FlowLimits, Pressure};
+use crate::flush::FlushSignal;
 use crate::options::Durability;
 use crate::wal::format::encode_batch;
 use crate::wal::writer::WalWriter;
@@ -34,6 +36,9 @@ pub(crate) struct CommitThread {
     pub durability: Durability,
     pub memtable_bytes: usize,
     pub max_group_requests: usize,
+    pub flow: FlowLimits,
+    /// Wakes the flush worker when a memtable becomes immutable.
+    pub flush: Sender<FlushSignal>,
     /// The seq the next change will get.
     pub next_seq: Seq,
     pub last_ts_micros: i64,
@@ -83,6 +88,12 @@ impl CommitThread {
                 }
                 if group.len() >= self.max_group_requests {
                     break;
+                }
+            }
+            if poison.is_none() && !group.is_empty() {
+                self.apply_flow_control();
+                if let Some((stage, cause)) = self.shared.background_failure() {
+                    poison = Some(Poison { stage, cause });
                 }
             }
             if let Some(p) = &poison {
@@ -148,10 +159,10 @@ impl CommitThread {
         let ts = self.now_micros();
         let mut overlay = Overlay::new();
         let mut lookup = |key: &bytes::Bytes| {
-            state.get(key, Seq::MAX).map(|record| Current {
+            Ok(state.get(key, Seq::MAX)?.map(|record| Current {
                 seq: record.seq,
                 row: record.after.clone(),
-            })
+            }))
         };
         let mut frames = Vec::new();
         let mut accepted: Vec<(Vec<Arc<ChangeRecord>>, WriteResult, Reply)> =
@@ -184,7 +195,7 @@ impl CommitThread {
 
         let durable = self
             .wal
-            .append(&frames)
+            .append(&frames, next_seq - 1)
             .and_then(|()| match self.durability {
                 Durability::Sync => self.wal.sync(),
                 Durability::Async { .. } => {
@@ -223,11 +234,44 @@ impl CommitThread {
     }
 
     fn maybe_rotate_memtable(&mut self) {
-        let state = self.shared.state();
-        if state.active().approx_bytes() >= self.memtable_bytes {
-            self.shared
-                .replace_state(state.with_new_active(self.next_seq));
+        let next_seq = self.next_seq;
+        let limit = self.memtable_bytes;
+        let rotated = self.shared.update_state(|state| {
+            (state.active().approx_bytes() >= limit && !state.active().is_empty())
+                .then(|| state.with_new_active(next_seq))
+        });
+        if rotated {
             self.shared.metrics.memtable_rotations.add(1);
+            // The worker may be gone only during shutdown, when the WAL
+            // still holds everything: nothing is lost by not flushing.
+            let _ = self.flush.send(FlushSignal::Work);
+        }
+    }
+
+    /// Slows or stalls before a group while flushes fall behind, so memory
+    /// stays bounded. A stall ends when a flush completes or background
+    /// work fails (the group is then refused).
+    fn apply_flow_control(&self) {
+        let mut stalled = false;
+        let mut progress = self.shared.flush_progress();
+        loop {
+            match flow::decide(self.shared.state().immutable_count(), self.flow) {
+                Pressure::Normal => break,
+                Pressure::Slow(delay) => {
+                    drop(progress);
+                    std::thread::sleep(delay);
+                    break;
+                }
+                Pressure::Stall if self.shared.background_failure().is_some() => break,
+                Pressure::Stall => {
+                    if !stalled {
+                        stalled = true;
+                        self.shared.metrics.write_stalls.add(1);
+                        tracing::warn!("writes stalled: memtables are waiting for flush");
+                    }
+                    progress = self.shared.wait_for_flush(progress);
+                }
+            }
         }
     }
 }

@@ -72,6 +72,10 @@ impl Memtable {
         self.first_seq + self.by_seq.len() - 1
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_seq.len() == 0
+    }
+
     pub(crate) fn approx_bytes(&self) -> usize {
         self.approx_bytes.load(Ordering::Relaxed)
     }

@@ -9,9 +9,11 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use crate::change::ChangeRecord;
+use crate::error::Result;
 use crate::Seq;
 
-pub(crate) type VersionSource<'a> = Box<dyn Iterator<Item = Arc<ChangeRecord>> + 'a>;
+/// Versions in (key asc, seq desc) order; reading a table file can fail.
+pub(crate) type VersionSource<'a> = Box<dyn Iterator<Item = Result<Arc<ChangeRecord>>> + 'a>;
 
 struct Head<'a> {
     record: Arc<ChangeRecord>,
@@ -45,30 +47,42 @@ impl Eq for Head<'_> {}
 
 pub(crate) struct MergeIter<'a> {
     heap: BinaryHeap<Head<'a>>,
+    /// A source's error, reported before anything else; it ends the merge.
+    error: Option<crate::error::Error>,
 }
 
 impl<'a> MergeIter<'a> {
     pub(crate) fn new(sources: Vec<VersionSource<'a>>) -> MergeIter<'a> {
-        let heap = sources
-            .into_iter()
-            .filter_map(|mut source| source.next().map(|record| Head { record, source }))
-            .collect();
-        MergeIter { heap }
+        let mut merge = MergeIter {
+            heap: BinaryHeap::with_capacity(sources.len()),
+            error: None,
+        };
+        for source in sources {
+            merge.advance(source);
+        }
+        merge
+    }
+
+    fn advance(&mut self, mut source: VersionSource<'a>) {
+        match source.next() {
+            Some(Ok(record)) => self.heap.push(Head { record, source }),
+            Some(Err(e)) => self.error = self.error.take().or(Some(e)),
+            None => {}
+        }
     }
 }
 
 impl Iterator for MergeIter<'_> {
-    type Item = Arc<ChangeRecord>;
+    type Item = Result<Arc<ChangeRecord>>;
 
-    fn next(&mut self) -> Option<Arc<ChangeRecord>> {
-        let Head { record, mut source } = self.heap.pop()?;
-        if let Some(next) = source.next() {
-            self.heap.push(Head {
-                record: next,
-                source,
-            });
+    fn next(&mut self) -> Option<Result<Arc<ChangeRecord>>> {
+        if let Some(e) = self.error.take() {
+            self.heap.clear();
+            return Some(Err(e));
         }
-        Some(record)
+        let Head { record, source } = self.heap.pop()?;
+        self.advance(source);
+        Some(Ok(record))
     }
 }
 
@@ -93,17 +107,21 @@ impl<'a> LatestAt<'a> {
 }
 
 impl Iterator for LatestAt<'_> {
-    type Item = Arc<ChangeRecord>;
+    type Item = Result<Arc<ChangeRecord>>;
 
-    fn next(&mut self) -> Option<Arc<ChangeRecord>> {
+    fn next(&mut self) -> Option<Result<Arc<ChangeRecord>>> {
         for record in self.inner.by_ref() {
+            let record = match record {
+                Ok(record) => record,
+                Err(e) => return Some(Err(e)),
+            };
             if self.decided.as_ref() == Some(&record.key) || record.seq > self.at {
                 continue;
             }
             // The first version at or below `at` decides the key.
             self.decided = Some(record.key.clone());
             if record.after.is_some() {
-                return Some(record);
+                return Some(Ok(record));
             }
         }
         None
@@ -135,7 +153,7 @@ mod tests {
     }
 
     fn source(versions: Vec<Arc<ChangeRecord>>) -> VersionSource<'static> {
-        Box::new(versions.into_iter())
+        Box::new(versions.into_iter().map(Ok))
     }
 
     #[test]
@@ -156,6 +174,7 @@ mod tests {
                 v("d", 6, true),
             ]);
             LatestAt::new(MergeIter::new(vec![old, new]), seq)
+                .map(|r| r.unwrap())
                 .map(|r| {
                     (
                         std::str::from_utf8(&r.key).unwrap().to_owned().leak() as &str,
@@ -167,7 +186,28 @@ mod tests {
         assert_eq!(at(3), vec![("a", 1), ("b", 2), ("c", 3)]);
         assert_eq!(at(5), vec![("b", 4), ("c", 3)]);
         assert_eq!(at(7), vec![("b", 4), ("d", 6)]);
-        let all: Vec<Seq> = MergeIter::new(vec![old, new]).map(|r| r.seq).collect();
+        let all: Vec<Seq> = MergeIter::new(vec![old, new])
+            .map(|r| r.unwrap().seq)
+            .collect();
         assert_eq!(all, vec![5, 1, 4, 2, 7, 3, 6]);
+    }
+
+    #[test]
+    fn a_source_error_ends_the_merge_and_is_reported() {
+        let failing: VersionSource<'static> = Box::new(
+            vec![
+                Ok(v("a", 1, true)),
+                Err(crate::error::Error::MissingChange { seq: 9 }),
+            ]
+            .into_iter(),
+        );
+        let results: Vec<_> =
+            MergeIter::new(vec![failing, source(vec![v("b", 2, true)])]).collect();
+        assert!(results[0].is_ok());
+        assert!(matches!(
+            results[1],
+            Err(crate::error::Error::MissingChange { seq: 9 })
+        ));
+        assert_eq!(results.len(), 2, "nothing after the error");
     }
 }

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -104,9 +105,13 @@ struct SeqDirEntry {
 
 /// An open SSTable. Index sections are verified and held in memory; data
 /// and seq index blocks are read and verified on demand.
+///
+/// The `Arc<SstReader>` is the pin: a file replaced by flush or compaction
+/// is marked obsolete, and deleted when its last reader lets go.
 #[derive(Debug)]
 pub(crate) struct SstReader {
     path: PathBuf,
+    obsolete: AtomicBool,
     file: File,
     footer: Footer,
     blocks: Vec<BlockHandle>,
@@ -149,6 +154,7 @@ impl SstReader {
         }
         let mut reader = SstReader {
             path: path.to_owned(),
+            obsolete: AtomicBool::new(false),
             file,
             footer,
             blocks: Vec::new(),
@@ -214,8 +220,10 @@ impl SstReader {
         Ok(reader)
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// Deletes the file once no reader holds it any more.
+    #[allow(dead_code)] // compaction replaces files through this (issue [2/6])
+    pub(crate) fn mark_obsolete(&self) {
+        self.obsolete.store(true, Ordering::Release);
     }
 
     pub(crate) fn min_seq(&self) -> Seq {
@@ -481,6 +489,16 @@ impl Iterator for SeqIter {
                 self.next_dir = self.sst.seq_dir.len();
                 self.entries = Bytes::new();
                 Some(Err(e))
+            }
+        }
+    }
+}
+
+impl Drop for SstReader {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::Acquire) {
+            if let Err(error) = std::fs::remove_file(&self.path) {
+                tracing::warn!(%error, file = %self.path.display(), "could not delete an obsolete table file");
             }
         }
     }

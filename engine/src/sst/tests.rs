@@ -223,3 +223,15 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn an_obsolete_file_is_deleted_only_when_its_last_reader_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let (meta, sst) = build(dir.path(), &history(10, 100, 1));
+    let pinned = sst.seq_range(0, Seq::MAX);
+    sst.mark_obsolete();
+    drop(sst);
+    assert!(meta.path.exists(), "an iterator still pins the file");
+    assert_eq!(pinned.count(), 100);
+    assert!(!meta.path.exists(), "deleted once unpinned");
+}

@@ -21,6 +21,7 @@
 pub(crate) mod format;
 pub(crate) mod reader;
 pub(crate) mod recovery;
+pub(crate) mod segments;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};

@@ -22,6 +22,8 @@ pub struct WalReplay {
     pub torn_bytes: u64,
     /// Id for the next segment to create.
     pub(crate) next_segment_id: u64,
+    /// Each remaining segment with the last seq written up to its end.
+    pub(crate) sealed: Vec<(u64, Seq)>,
 }
 
 fn list_segments(wal_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
@@ -49,9 +51,10 @@ pub(crate) fn replay(
     let mut expected = after_seq + 1;
     let mut batches = 0;
     let mut torn_bytes = 0;
-    for (i, (_, path)) in segments.iter().enumerate() {
-        let sealed = i + 1 < segments.len();
-        let end = reader::read_segment(path, sealed, |offset, records| {
+    let mut sealed = Vec::with_capacity(segments.len());
+    for (i, (id, path)) in segments.iter().enumerate() {
+        let is_sealed = i + 1 < segments.len();
+        let end = reader::read_segment(path, is_sealed, |offset, records| {
             let first = records[0].seq;
             let last = records[records.len() - 1].seq;
             if last < expected {
@@ -72,7 +75,7 @@ pub(crate) fn replay(
             batches += 1;
             apply(records)
         })?;
-        if !sealed {
+        if !is_sealed {
             let len = fs::metadata(path).map_err(Error::io(path))?.len();
             if end.valid_end < len {
                 if end.torn_bytes > 0 {
@@ -91,12 +94,14 @@ pub(crate) fn replay(
                     .and_then(|()| file.sync_all())
                     .map_err(Error::io(path))?;
             }
+            torn_bytes = end.torn_bytes;
             if end.valid_end == 0 {
                 fs::remove_file(path).map_err(Error::io(path))?;
                 fsutil::sync_dir(wal_dir)?;
+                continue;
             }
-            torn_bytes = end.torn_bytes;
         }
+        sealed.push((*id, expected - 1));
     }
     Ok(WalReplay {
         segments: segments.len(),
@@ -104,5 +109,6 @@ pub(crate) fn replay(
         last_seq: expected - 1,
         torn_bytes,
         next_segment_id: segments.last().map_or(1, |(id, _)| id + 1),
+        sealed,
     })
 }

@@ -12,6 +12,8 @@ use crate::fsutil;
 use crate::metrics::EngineMetrics;
 use crate::wal::format::{segment_header, SEGMENT_HEADER_LEN};
 use crate::wal::segment_path;
+use crate::wal::segments::SealedSegments;
+use crate::Seq;
 
 /// The zero-filled region kept ahead of the write position grows in steps
 /// of this size; only those steps change the file size.
@@ -35,6 +37,9 @@ pub(crate) struct WalWriter {
     segment_bytes: u64,
     faults: Option<Arc<FaultInjector>>,
     metrics: Arc<EngineMetrics>,
+    sealed: Arc<SealedSegments>,
+    /// Last seq written to the WAL so far.
+    last_seq: Seq,
 }
 
 impl WalWriter {
@@ -46,6 +51,8 @@ impl WalWriter {
         segment_bytes: u64,
         faults: Option<Arc<FaultInjector>>,
         metrics: Arc<EngineMetrics>,
+        sealed: Arc<SealedSegments>,
+        last_seq: Seq,
     ) -> Result<WalWriter> {
         let segment = Self::new_segment(dir, id).map_err(Error::io(segment_path(dir, id)))?;
         fsutil::sync_dir(dir)?;
@@ -55,6 +62,8 @@ impl WalWriter {
             segment_bytes,
             faults,
             metrics,
+            sealed,
+            last_seq,
         })
     }
 
@@ -76,8 +85,9 @@ impl WalWriter {
         })
     }
 
-    /// Writes `frames` after the last frame. Not durable until [`sync`].
-    pub(crate) fn append(&mut self, frames: &[u8]) -> Result<(), WalFailure> {
+    /// Writes `frames`, whose last change has seq `last_seq`, after the
+    /// last frame. Not durable until [`sync`].
+    pub(crate) fn append(&mut self, frames: &[u8], last_seq: Seq) -> Result<(), WalFailure> {
         let len = frames.len() as u64;
         if self.segment.written > SEGMENT_HEADER_LEN
             && self.segment.written + len > self.segment_bytes
@@ -104,6 +114,7 @@ impl WalWriter {
             .zeroed_end
             .max(end.div_ceil(EXTEND_STEP).max(1) * EXTEND_STEP);
         self.segment.written = end;
+        self.last_seq = last_seq;
         self.metrics.wal_bytes.add(len);
         Ok(())
     }
@@ -130,6 +141,7 @@ impl WalWriter {
         let next = Self::new_segment(&self.dir, sealed.id + 1)?;
         File::open(&self.dir)?.sync_all()?;
         tracing::debug!(sealed = %sealed.path.display(), next = next.id, "rotated WAL segment");
+        self.sealed.push(sealed.id, self.last_seq);
         self.segment = next;
         self.metrics.wal_rotations.add(1);
         Ok(())

@@ -7,6 +7,7 @@ mod catalog;
 mod common;
 mod crash_recovery;
 mod fail_stop;
+mod flush;
 mod group_commit;
 mod reads;
 mod wal_fixtures;

@@ -97,6 +97,12 @@ fn scans_follow_key_order_with_prefixes_pagination_and_as_of() {
         )])
         .unwrap();
     assert!(engine.metrics().memtable_rotations > 0);
+    // Wait for the flush worker, so the scans below read table files.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while engine.metrics().flushes == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(engine.metrics().flushes > 0);
 
     let all = engine
         .scan("events", &KeyRange::default(), 100, None)
