@@ -95,8 +95,7 @@ fn flushed_history_reads_back_identically_after_restart_without_duplicates() {
     let at = changes[changes.len() / 3].seq;
     let expected = changes
         .iter()
-        .filter(|c| c.seq <= at && c.key == vec![Value::Int64(5)])
-        .next_back()
+        .rfind(|c| c.seq <= at && c.key == vec![Value::Int64(5)])
         .and_then(|c| c.after.clone());
     assert_eq!(
         engine
