@@ -16,9 +16,10 @@ use crate::catalog::{Catalog, CreateTable};
 use crate::codec::{key, row};
 use crate::commit::request::{prepare, Mutation, WriteResult};
 use crate::commit::thread::{CommitThread, Request};
+use crate::compaction::pick::CompactionLimits;
 use crate::error::{Error, Result, WalStage};
 use crate::flow::FlowLimits;
-use crate::flush::{FlushSignal, FlushWorker};
+use crate::flush::{BackgroundConfig, FlushSignal, FlushWorker};
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::metrics::{EngineMetrics, MetricsSnapshot};
@@ -28,7 +29,7 @@ use crate::read::ChangeIter;
 use crate::schema::{Row, Table, TableSchema, Value};
 use crate::sst::reader::SstReader;
 use crate::sst::{sst_path, SST_DIR};
-use crate::state::LsmState;
+use crate::state::{LsmState, TableFile};
 use crate::wal::recovery::{self, WalReplay};
 use crate::wal::segments::SealedSegments;
 use crate::wal::writer::WalWriter;
@@ -207,7 +208,7 @@ impl Engine {
         let manifest = Manifest::load(&dir)?;
         let sst_dir = dir.join(SST_DIR);
         fs::create_dir_all(&sst_dir).map_err(Error::io(&sst_dir))?;
-        let l0 = open_table_files(&sst_dir, &manifest)?;
+        let levels = open_table_files(&sst_dir, &manifest)?;
 
         let wal_dir = dir.join(WAL_DIR);
         fs::create_dir_all(&wal_dir).map_err(Error::io(&wal_dir))?;
@@ -251,7 +252,8 @@ impl Engine {
             dir = %dir.display(),
             tables = recovery.tables,
             flushed_seq = manifest.flushed_seq,
-            table_files = l0.len(),
+            table_files = levels.iter().map(Vec::len).sum::<usize>(),
+            low_water = manifest.low_water,
             last_seq = wal.last_seq,
             batches = wal.batches,
             torn_bytes = wal.torn_bytes,
@@ -274,8 +276,9 @@ impl Engine {
             catalog,
             state: RwLock::new(Arc::new(LsmState {
                 memtables,
-                l0,
+                levels,
                 flushed_seq: manifest.flushed_seq,
+                low_water: manifest.low_water,
             })),
             visible_seq: AtomicU64::new(wal.last_seq),
             visible_tx,
@@ -293,6 +296,16 @@ impl Engine {
             manifest,
             sealed,
             faults: options.faults.clone(),
+            config: BackgroundConfig {
+                history_window: options.history_window,
+                limits: CompactionLimits {
+                    l0_trigger: options.l0_compaction_trigger.max(1),
+                    level_base_bytes: options.level_base_bytes,
+                    ratio: 10,
+                    max_levels: 7,
+                },
+                table_file_bytes: options.table_file_bytes.max(1),
+            },
         };
         let flush = std::thread::Builder::new()
             .name("tidefeed-flush".into())
@@ -406,13 +419,26 @@ impl Engine {
         self.inner.shared.visible_tx.subscribe()
     }
 
-    fn read_seq(&self, at: Option<Seq>) -> Result<Seq> {
+    /// The seq a read runs at, and the state it reads: `at` must lie in
+    /// `[low_water, visible_seq]`. The state is taken after the visible seq
+    /// is read, so it holds every change up to it.
+    fn read_at(&self, at: Option<Seq>) -> Result<(Seq, Arc<LsmState>)> {
         let visible = self.visible_seq();
-        match at {
-            Some(requested) if requested > visible => Err(Error::FutureSeq { requested, visible }),
-            Some(requested) => Ok(requested),
-            None => Ok(visible),
+        let state = self.inner.shared.state();
+        let at = match at {
+            Some(requested) if requested > visible => {
+                return Err(Error::FutureSeq { requested, visible })
+            }
+            Some(requested) => requested,
+            None => visible,
+        };
+        if at < state.low_water {
+            return Err(Error::BelowRetention {
+                requested: at,
+                low_water: state.low_water,
+            });
         }
+        Ok((at, state))
     }
 
     fn table_or_err(&self, name: &str) -> Result<Arc<Table>> {
@@ -424,11 +450,10 @@ impl Engine {
     /// The row with this key (values in primary-key order) as of `at`
     /// (default: the visible seq).
     pub fn get(&self, table: &str, key: &[Value], at: Option<Seq>) -> Result<Option<RowVersion>> {
-        let at = self.read_seq(at)?;
+        let (at, state) = self.read_at(at)?;
         let table = self.table_or_err(table)?;
         table.check_key(key)?;
         let encoded = Bytes::from(key::encode(table.id(), key));
-        let state = self.inner.shared.state();
         match state.get(&encoded, at)? {
             Some(record) => match &record.after {
                 Some(after) => Ok(Some(RowVersion {
@@ -449,7 +474,7 @@ impl Engine {
         limit: usize,
         at: Option<Seq>,
     ) -> Result<ScanPage> {
-        let at = self.read_seq(at)?;
+        let (at, state) = self.read_at(at)?;
         let table = self.table_or_err(table)?;
         let start = match &range.start {
             Some(prefix) => {
@@ -468,15 +493,18 @@ impl Engine {
                 .checked_add(1)
                 .map(|next| Bytes::copy_from_slice(&key::table_prefix(next))),
         };
-        let state = self.inner.shared.state();
         let mut sources: Vec<VersionSource<'_>> = state
             .memtables
             .iter()
             .map(|m| Box::new(m.range(&start, end.as_ref()).map(Ok)) as VersionSource<'_>)
             .collect();
-        for file in state.l0.iter().filter(|f| f.min_seq() <= at) {
+        for file in state
+            .files()
+            .filter(|f| f.reader.min_seq() <= at && f.overlaps(&start, end.as_deref()))
+        {
             sources.push(Box::new(
-                file.range(start.clone(), end.clone())
+                file.reader
+                    .range(start.clone(), end.clone())
                     .map(|r| r.map(Arc::new)),
             ));
         }
@@ -508,21 +536,71 @@ impl Engine {
     /// Committed changes with seq in `(since, upto]` (`upto` defaults to the
     /// visible seq), in seq order.
     pub fn changes(&self, since: Seq, upto: Option<Seq>) -> Result<ChangeIter> {
-        let upto = self.read_seq(upto)?;
-        // The state is taken after the visible seq was read, and the catalog
-        // after that, so every change up to `upto` is in the state and its
-        // table is in the catalog.
-        let state = self.inner.shared.state();
+        let (upto, state) = self.read_at(upto)?;
+        if since < state.low_water {
+            return Err(Error::BelowRetention {
+                requested: since,
+                low_water: state.low_water,
+            });
+        }
+        // The catalog is taken after the state, so every change up to
+        // `upto` has its table in it.
         let catalog = self.inner.shared.catalog.snapshot();
         Ok(ChangeIter::new(state, catalog, since, upto.max(since)))
+    }
+
+    /// Every change with seq above this is retained.
+    pub fn low_water(&self) -> Seq {
+        self.inner.shared.state().low_water
+    }
+
+    /// Makes every write committed so far part of a table file: rotates the
+    /// active memtable and waits for the flush. For tests and operations.
+    pub fn flush(&self) -> Result<()> {
+        let (reply, done) = mpsc::channel();
+        self.inner
+            .requests
+            .send(Request::Rotate(reply))
+            .map_err(|_| Error::Closed)?;
+        let target = done.recv().map_err(|_| Error::Closed)?;
+        let shared = &self.inner.shared;
+        let mut progress = shared.flush_progress();
+        while shared.state().flushed_seq < target {
+            if let Some((stage, cause)) = shared.background_failure() {
+                return Err(Error::Poisoned { stage, cause });
+            }
+            progress = shared.wait_for_flush(progress);
+        }
+        Ok(())
+    }
+
+    /// Compacts every table file into one bottom level, collapsing history
+    /// at or below the low-water mark. Memtables are not flushed by it.
+    pub fn compact(&self) -> Result<()> {
+        let (reply, done) = mpsc::channel();
+        let running = self.inner.running.lock().expect("engine lock poisoned");
+        let signal = running.as_ref().ok_or(Error::Closed)?.flush_signal.clone();
+        drop(running);
+        signal
+            .send(FlushSignal::CompactAll(reply))
+            .map_err(|_| Error::Closed)?;
+        match done.recv() {
+            Ok(result) => result,
+            Err(_) => match self.inner.shared.background_failure() {
+                Some((stage, cause)) => Err(Error::Poisoned { stage, cause }),
+                None => Err(Error::Closed),
+            },
+        }
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
         let state = self.inner.shared.state();
         MetricsSnapshot {
             immutable_memtables: state.immutable_count() as u64,
-            l0_files: state.l0.len() as u64,
+            l0_files: state.levels[0].len() as u64,
+            table_files: state.files().count() as u64,
             flushed_seq: state.flushed_seq,
+            low_water: state.low_water,
             ..self.inner.shared.metrics.snapshot()
         }
     }
@@ -575,12 +653,17 @@ fn decode_row(table: &Table, seq: Seq, bytes: &[u8]) -> Result<Row> {
     })
 }
 
-/// Opens the L0 files the manifest lists, and deletes table files it does
-/// not list (left by a crash before their manifest commit).
-fn open_table_files(sst_dir: &std::path::Path, manifest: &Manifest) -> Result<Vec<Arc<SstReader>>> {
+/// Opens the table files the manifest lists, level by level, and deletes
+/// table files it does not list (left by a crash before their manifest
+/// commit).
+fn open_table_files(
+    sst_dir: &std::path::Path,
+    manifest: &Manifest,
+) -> Result<Vec<Vec<Arc<TableFile>>>> {
     let listed: std::collections::HashSet<PathBuf> = manifest
-        .l0
+        .levels
         .iter()
+        .flatten()
         .map(|f| sst_path(sst_dir, f.id))
         .collect();
     for entry in fs::read_dir(sst_dir).map_err(Error::io(sst_dir))? {
@@ -590,31 +673,38 @@ fn open_table_files(sst_dir: &std::path::Path, manifest: &Manifest) -> Result<Ve
             fs::remove_file(&path).map_err(Error::io(&path))?;
         }
     }
+    let open = |entry: &crate::manifest::FileEntry| -> Result<Arc<TableFile>> {
+        let path = sst_path(sst_dir, entry.id);
+        if !path.exists() {
+            return Err(Error::Corruption {
+                file: path,
+                offset: 0,
+                problem: crate::error::Corruption::MissingTableFile,
+            });
+        }
+        let reader = SstReader::open(&path)?;
+        if (reader.min_seq(), reader.max_seq(), reader.entries())
+            != (entry.min_seq, entry.max_seq, entry.entries)
+        {
+            return Err(Error::Corruption {
+                file: path,
+                offset: 0,
+                problem: crate::error::Corruption::BadFooter(
+                    "table file does not match its manifest entry",
+                ),
+            });
+        }
+        Ok(Arc::new(TableFile {
+            id: entry.id,
+            reader: Arc::new(reader),
+            smallest: Bytes::from(entry.smallest_key.clone()),
+            largest: Bytes::from(entry.largest_key.clone()),
+            bytes: entry.file_bytes,
+        }))
+    };
     manifest
-        .l0
+        .levels
         .iter()
-        .map(|entry| {
-            let path = sst_path(sst_dir, entry.id);
-            if !path.exists() {
-                return Err(Error::Corruption {
-                    file: path,
-                    offset: 0,
-                    problem: crate::error::Corruption::MissingTableFile,
-                });
-            }
-            let file = SstReader::open(&path)?;
-            if (file.min_seq(), file.max_seq(), file.entries())
-                != (entry.min_seq, entry.max_seq, entry.entries)
-            {
-                return Err(Error::Corruption {
-                    file: path,
-                    offset: 0,
-                    problem: crate::error::Corruption::BadFooter(
-                        "table file does not match its manifest entry",
-                    ),
-                });
-            }
-            Ok(Arc::new(file))
-        })
+        .map(|level| level.iter().map(open).collect())
         .collect()
 }

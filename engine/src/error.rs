@@ -101,6 +101,12 @@ pub enum Error {
     #[error("batch has {ops} operations, the limit is {limit}")]
     BatchTooLarge { ops: usize, limit: usize },
 
+    /// History at or below the low-water mark has been compacted away: a
+    /// change scan from `requested` (exclusive) or a read as of `requested`
+    /// cannot be served. Never an empty or partial result instead.
+    #[error("history below seq {low_water} is no longer retained (requested {requested})")]
+    BelowRetention { requested: Seq, low_water: Seq },
+
     /// A read asked for a seq that has not been committed yet.
     #[error("seq {requested} is not yet visible (visible seq is {visible})")]
     FutureSeq { requested: Seq, visible: Seq },

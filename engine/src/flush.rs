@@ -1,33 +1,51 @@
-//! The flush worker: writes immutable memtables to L0 table files.
+//! The background worker: flushes immutable memtables to L0, advances the
+//! low-water mark, and compacts.
 //!
 //! Owned by the engine: started in `open`, stopped in `close` after the
-//! commit thread. For each immutable memtable, oldest first, it writes the
-//! table file (every version, tombstones with their before-images), fsyncs
-//! it and its directory, commits a manifest that references it and moves
+//! commit thread. It is the only writer of the manifest. For each
+//! immutable memtable, oldest first, it writes the table file (every
+//! version, tombstones with their before-images), fsyncs it and its
+//! directory, commits a manifest that references it and moves
 //! `flushed_seq`, swaps the memtable for the file in the engine state, and
-//! only then deletes the WAL segments the manifest now covers.
+//! only then deletes the WAL segments the manifest now covers. Compactions
+//! follow the same order: outputs durable, manifest committed, state
+//! swapped, inputs marked obsolete (deleted when no reader pins them).
 
 use std::path::PathBuf;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::compaction::gc::HistoryFilter;
+use crate::compaction::pick::{self, CompactionLimits, FileSummary, Task};
+use crate::compaction::worker::{install, write_outputs};
 use crate::engine::Shared;
 use crate::error::{Error, Result};
 use crate::fault::FaultInjector;
-use crate::fsutil;
-use crate::manifest::{FileEntry, Manifest};
+use crate::manifest::Manifest;
 use crate::memtable::Memtable;
+use crate::retention;
 use crate::sst::builder::SstBuilder;
-use crate::sst::reader::SstReader;
 use crate::sst::sst_path;
 use crate::wal::segments::SealedSegments;
+
+/// How often the worker re-checks retention when nothing else wakes it.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 pub(crate) enum FlushSignal {
     /// A memtable became immutable.
     Work,
+    /// Compact every table file into one bottom level.
+    CompactAll(Sender<Result<()>>),
     Shutdown,
+}
+
+pub(crate) struct BackgroundConfig {
+    pub history_window: Option<Duration>,
+    pub limits: CompactionLimits,
+    pub table_file_bytes: u64,
 }
 
 pub(crate) struct FlushWorker {
@@ -37,23 +55,68 @@ pub(crate) struct FlushWorker {
     pub manifest: Manifest,
     pub sealed: Arc<SealedSegments>,
     pub faults: Option<Arc<FaultInjector>>,
+    pub config: BackgroundConfig,
 }
 
 impl FlushWorker {
     pub(crate) fn run(mut self, signals: Receiver<FlushSignal>) {
         loop {
-            match signals.recv() {
-                Ok(FlushSignal::Work) => {}
-                Ok(FlushSignal::Shutdown) | Err(_) => return,
+            let mut full = None;
+            match signals.recv_timeout(IDLE_TICK) {
+                Ok(FlushSignal::Work) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(FlushSignal::CompactAll(reply)) => full = Some(reply),
+                Ok(FlushSignal::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
             }
-            while let Some(memtable) = self.shared.state().oldest_immutable().cloned() {
-                if let Err(error) = self.flush(&memtable) {
-                    tracing::error!(%error, first_seq = memtable.first_seq(), "memtable flush failed; the engine is poisoned");
-                    self.shared.poison_background(error);
-                    return;
-                }
+            let result = self.round(full.is_some());
+            if let Some(reply) = full {
+                let _ = reply.send(match &result {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(Error::Closed),
+                });
+            }
+            if let Err(error) = result {
+                tracing::error!(%error, "background work failed; the engine is poisoned");
+                self.shared.poison_background(error);
+                return;
             }
         }
+    }
+
+    /// Flushes what waits, moves low-water, compacts what is over limits
+    /// (or everything, for a full compaction).
+    fn round(&mut self, full: bool) -> Result<()> {
+        while let Some(memtable) = self.shared.state().oldest_immutable().cloned() {
+            self.flush(&memtable)?;
+        }
+        self.advance_low_water()?;
+        if full {
+            if let Some(task) = pick::full(&self.summaries()) {
+                self.compact(task)?;
+            }
+        }
+        while let Some(task) = pick::pick(&self.summaries(), self.config.limits) {
+            self.compact(task)?;
+        }
+        Ok(())
+    }
+
+    fn summaries(&self) -> Vec<Vec<FileSummary>> {
+        self.shared
+            .state()
+            .levels
+            .iter()
+            .map(|files| {
+                files
+                    .iter()
+                    .map(|f| FileSummary {
+                        id: f.id,
+                        bytes: f.bytes,
+                        smallest: f.smallest.clone(),
+                        largest: f.largest.clone(),
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     fn flush(&mut self, memtable: &Arc<Memtable>) -> Result<()> {
@@ -71,24 +134,22 @@ impl FlushWorker {
                 return Err(Error::Io { path, source });
             }
         };
-        fsutil::sync_dir(&self.sst_dir)?;
-        let file = Arc::new(SstReader::open(&path)?);
+        crate::fsutil::sync_dir(&self.sst_dir)?;
+        let output = install(id, &meta)?;
 
+        let last = memtable
+            .by_seq(memtable.last_seq())
+            .expect("a flushed memtable is not empty");
         let mut next = self.manifest.clone();
         next.next_file_id = id + 1;
         next.flushed_seq = memtable.last_seq();
-        next.l0.push(FileEntry {
-            id,
-            min_seq: meta.min_seq,
-            max_seq: meta.max_seq,
-            entries: meta.entries,
-            file_bytes: meta.file_bytes,
-        });
+        next.levels[0].push(output.entry);
+        next.checkpoints.push((last.ts_micros, last.seq));
         next.commit(&self.data_dir)?;
         self.manifest = next;
 
         self.shared
-            .update_state(|state| Some(state.with_flushed(memtable, file)));
+            .update_state(|state| Some(state.with_flushed(memtable, output.file)));
         self.shared.notify_flushed();
         let deleted = self.sealed.delete_through(self.manifest.flushed_seq)?;
         let metrics = &self.shared.metrics;
@@ -113,5 +174,88 @@ impl FlushWorker {
             builder.add(&record)?;
         }
         builder.finish()
+    }
+
+    fn advance_low_water(&mut self) -> Result<()> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let low_water = retention::low_water(
+            self.manifest.low_water,
+            &self.manifest.checkpoints,
+            now,
+            self.config.history_window,
+        );
+        if low_water == self.manifest.low_water {
+            return Ok(());
+        }
+        let mut next = self.manifest.clone();
+        next.low_water = low_water;
+        retention::prune(&mut next.checkpoints, low_water);
+        // Durable before any reader is refused or any history dropped.
+        next.commit(&self.data_dir)?;
+        self.manifest = next;
+        self.shared.update_state(|state| {
+            let mut next = state.clone();
+            next.low_water = low_water;
+            Some(next)
+        });
+        tracing::debug!(low_water, "low-water mark advanced");
+        Ok(())
+    }
+
+    fn compact(&mut self, task: Task) -> Result<()> {
+        let state = self.shared.state();
+        let inputs: Vec<_> = state
+            .files()
+            .filter(|f| task.inputs.contains(&f.id))
+            .cloned()
+            .collect();
+        let filter = HistoryFilter::new(self.manifest.low_water, task.bottom);
+        let mut next_id = self.manifest.next_file_id;
+        let outputs = write_outputs(
+            &inputs,
+            filter,
+            &self.sst_dir,
+            &mut next_id,
+            self.config.table_file_bytes,
+        )?;
+
+        let mut next = self.manifest.clone();
+        next.next_file_id = next_id;
+        for level in &mut next.levels {
+            level.retain(|f| !task.inputs.contains(&f.id));
+        }
+        while next.levels.len() <= task.output_level {
+            next.levels.push(Vec::new());
+        }
+        let level = &mut next.levels[task.output_level];
+        level.extend(outputs.iter().map(|o| o.entry.clone()));
+        level.sort_by(|a, b| a.smallest_key.cmp(&b.smallest_key));
+        next.commit(&self.data_dir)?;
+        self.manifest = next;
+
+        let (input_bytes, output_bytes): (u64, u64) = (
+            inputs.iter().map(|f| f.bytes).sum(),
+            outputs.iter().map(|o| o.file.bytes).sum(),
+        );
+        let added = outputs.into_iter().map(|o| o.file).collect();
+        self.shared.update_state(|state| {
+            Some(state.with_compacted(&task.inputs, task.output_level, added))
+        });
+        for input in &inputs {
+            input.reader.mark_obsolete();
+        }
+        let metrics = &self.shared.metrics;
+        metrics.compactions.add(1);
+        metrics.compacted_bytes.add(output_bytes);
+        tracing::debug!(
+            inputs = inputs.len(),
+            input_bytes,
+            output_bytes,
+            level = task.output_level,
+            "compacted"
+        );
+        Ok(())
     }
 }

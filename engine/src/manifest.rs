@@ -29,6 +29,8 @@ pub(crate) struct FileEntry {
     pub max_seq: Seq,
     pub entries: u64,
     pub file_bytes: u64,
+    pub smallest_key: Vec<u8>,
+    pub largest_key: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,9 +42,17 @@ pub(crate) struct Manifest {
     /// Every seq <= this is in the SSTables below; the WAL is replayed
     /// from the next one.
     pub flushed_seq: Seq,
-    /// Level 0: files flushed from memtables, oldest first; their seq ranges
-    /// are disjoint and contiguous.
-    pub l0: Vec<FileEntry>,
+    /// Every change with seq > low_water is retained; reads and change
+    /// scans below it are refused. Never decreases.
+    pub low_water: Seq,
+    /// (commit timestamp, seq) at each flush, newest last: what the time
+    /// window of retention is measured against.
+    pub checkpoints: Vec<(i64, Seq)>,
+    /// `levels[0]` is L0: files flushed from memtables, oldest first, with
+    /// disjoint seq ranges. Deeper levels are sorted by key, files within a
+    /// level do not overlap, and every version in a level is newer than
+    /// every version of the same key below it.
+    pub levels: Vec<Vec<FileEntry>>,
 }
 
 impl Default for Manifest {
@@ -51,7 +61,9 @@ impl Default for Manifest {
             format_version: MANIFEST_FORMAT_VERSION,
             next_file_id: 1,
             flushed_seq: 0,
-            l0: Vec::new(),
+            low_water: 0,
+            checkpoints: Vec::new(),
+            levels: vec![Vec::new()],
         }
     }
 }

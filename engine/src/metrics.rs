@@ -31,6 +31,8 @@ pub(crate) struct EngineMetrics {
     pub flushes: Counter,
     pub flushed_bytes: Counter,
     pub write_stalls: Counter,
+    pub compactions: Counter,
+    pub compacted_bytes: Counter,
 }
 
 /// A point-in-time copy of the engine's counters.
@@ -56,12 +58,19 @@ pub struct MetricsSnapshot {
     /// Commit groups that waited for a flush because too many memtables
     /// were waiting (flow control).
     pub write_stalls: u64,
+    pub compactions: u64,
+    /// Bytes of table files written by compactions.
+    pub compacted_bytes: u64,
     /// Gauge: memtables waiting for flush.
     pub immutable_memtables: u64,
     /// Gauge: table files in level 0.
     pub l0_files: u64,
     /// Gauge: every seq up to this one is in table files.
     pub flushed_seq: u64,
+    /// Gauge: changes above this seq are retained.
+    pub low_water: u64,
+    /// Gauge: table files in all levels.
+    pub table_files: u64,
 }
 
 impl EngineMetrics {
@@ -78,9 +87,13 @@ impl EngineMetrics {
             flushes: self.flushes.get(),
             flushed_bytes: self.flushed_bytes.get(),
             write_stalls: self.write_stalls.get(),
+            compactions: self.compactions.get(),
+            compacted_bytes: self.compacted_bytes.get(),
             immutable_memtables: 0,
             l0_files: 0,
             flushed_seq: 0,
+            low_water: 0,
+            table_files: 0,
         }
     }
 }

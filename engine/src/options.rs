@@ -27,6 +27,15 @@ pub struct EngineOptions {
     /// Immutable memtables waiting for flush at which writes stall; from
     /// half of it on, writes are slowed.
     pub max_immutable_memtables: usize,
+    /// How long history is retained: changes committed longer ago than this
+    /// fall below the low-water mark once flushed. `None` keeps everything.
+    pub history_window: Option<Duration>,
+    /// L0 files that trigger a compaction into L1.
+    pub l0_compaction_trigger: usize,
+    /// Target size of L1; each deeper level is ten times larger.
+    pub level_base_bytes: u64,
+    /// Compaction outputs are cut at about this size.
+    pub table_file_bytes: u64,
     /// The most write requests one commit group takes.
     pub max_group_requests: usize,
     /// Test hook: injected WAL failures.
@@ -41,6 +50,10 @@ impl EngineOptions {
             wal_segment_bytes: 64 << 20,
             memtable_bytes: 64 << 20,
             max_immutable_memtables: 4,
+            history_window: Some(Duration::from_secs(24 * 3600)),
+            l0_compaction_trigger: 4,
+            level_base_bytes: 256 << 20,
+            table_file_bytes: 64 << 20,
             max_group_requests: 1024,
             faults: None,
         }

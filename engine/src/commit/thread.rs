@@ -26,6 +26,9 @@ pub(crate) enum Request {
         ops: Vec<PreparedOp>,
         reply: Reply,
     },
+    /// Make the active memtable immutable (if it holds anything) and
+    /// answer with the last committed seq.
+    Rotate(Sender<Seq>),
     /// Finish what was received before, sync and seal the WAL, stop.
     Shutdown,
 }
@@ -81,6 +84,10 @@ impl CommitThread {
             {
                 match request {
                     Request::Write { ops, reply } => group.push((ops, reply)),
+                    Request::Rotate(reply) => {
+                        self.rotate_memtable(0);
+                        let _ = reply.send(self.next_seq - 1);
+                    }
                     Request::Shutdown => {
                         shutdown = true;
                         break;
@@ -234,8 +241,13 @@ impl CommitThread {
     }
 
     fn maybe_rotate_memtable(&mut self) {
+        self.rotate_memtable(self.memtable_bytes);
+    }
+
+    /// Rotates the active memtable if it holds at least `limit` bytes and
+    /// is not empty.
+    fn rotate_memtable(&mut self, limit: usize) {
         let next_seq = self.next_seq;
-        let limit = self.memtable_bytes;
         let rotated = self.shared.update_state(|state| {
             (state.active().approx_bytes() >= limit && !state.active().is_empty())
                 .then(|| state.with_new_active(next_seq))

@@ -1,5 +1,7 @@
 //! The seq-ordered change scan, across table files and memtables.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use crate::catalog::CatalogSnapshot;
@@ -9,19 +11,43 @@ use crate::sst::reader::SeqIter;
 use crate::state::LsmState;
 use crate::Seq;
 
+/// One table file's seq-ordered reader, keyed by its next record's seq.
+struct FileHead {
+    record: ChangeRecord,
+    rest: SeqIter,
+}
+
+impl PartialEq for FileHead {
+    fn eq(&self, other: &Self) -> bool {
+        self.record.seq == other.record.seq
+    }
+}
+impl Eq for FileHead {}
+impl PartialOrd for FileHead {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for FileHead {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.record.seq.cmp(&other.record.seq)
+    }
+}
+
 /// Committed changes with seq in `(since, upto]`, in seq order.
 ///
-/// The iterator holds a snapshot of the engine state (which pins the files
-/// it reads). Seqs up to the snapshot's `flushed_seq` come from L0 files,
-/// one file at a time through its seq index; later ones from the memtables
-/// by direct lookup. Memory does not depend on how far back it starts.
+/// The iterator holds a snapshot of the engine state, which pins the files
+/// it reads. Flushed seqs come from a k-way merge by seq over the table
+/// files whose seq ranges overlap the scan, each read through its seq
+/// index; the rest from the memtables by direct lookup. It holds one head
+/// record and a few blocks per file, so memory does not grow with how far
+/// back it starts.
 pub struct ChangeIter {
     state: Arc<LsmState>,
     catalog: Arc<CatalogSnapshot>,
     next: Seq,
     upto: Seq,
-    /// Reader of the L0 file that holds `next`, when `next` is flushed.
-    file: Option<SeqIter>,
+    heads: Option<BinaryHeap<Reverse<FileHead>>>,
 }
 
 impl ChangeIter {
@@ -36,7 +62,7 @@ impl ChangeIter {
             catalog,
             next: since + 1,
             upto,
-            file: None,
+            heads: None,
         }
     }
 
@@ -45,36 +71,53 @@ impl ChangeIter {
         self.next - 1
     }
 
+    fn open_files(&self) -> Result<BinaryHeap<Reverse<FileHead>>> {
+        let since = self.next - 1;
+        let upto = self.upto.min(self.state.flushed_seq);
+        let mut heads = BinaryHeap::new();
+        for file in self.state.files() {
+            let reader = &file.reader;
+            if reader.max_seq() <= since || reader.min_seq() > upto {
+                continue;
+            }
+            let mut rest = reader.seq_range(since, upto);
+            if let Some(record) = rest.next().transpose()? {
+                heads.push(Reverse(FileHead { record, rest }));
+            }
+        }
+        Ok(heads)
+    }
+
+    fn flushed_record(&mut self, seq: Seq) -> Result<ChangeRecord> {
+        if self.heads.is_none() {
+            self.heads = Some(self.open_files()?);
+        }
+        let heads = self.heads.as_mut().expect("opened above");
+        let Some(Reverse(FileHead { record, mut rest })) = heads.pop() else {
+            return Err(Error::MissingChange { seq });
+        };
+        if let Some(next) = rest.next().transpose()? {
+            heads.push(Reverse(FileHead { record: next, rest }));
+        }
+        if record.seq != seq {
+            // A gap (or a seq stored twice) in retained history: never skip
+            // over it silently.
+            return Err(Error::MissingChange { seq });
+        }
+        Ok(record)
+    }
+
     fn record(&mut self, seq: Seq) -> Result<Arc<ChangeRecord>> {
         if seq > self.state.flushed_seq {
+            // Flushed files are no longer needed once the scan reaches the
+            // memtables; let their blocks go.
+            self.heads = None;
             return self
                 .state
                 .memtable_by_seq(seq)
                 .ok_or(Error::MissingChange { seq });
         }
-        if self.file.is_none() {
-            let file = self
-                .state
-                .l0_file_for(seq)
-                .ok_or(Error::MissingChange { seq })?;
-            self.file = Some(file.seq_range(seq - 1, file.max_seq().min(self.upto)));
-        }
-        match self.file.as_mut().and_then(Iterator::next) {
-            Some(Ok(record)) if record.seq == seq => Ok(Arc::new(record)),
-            Some(Err(e)) => Err(e),
-            // The file ended or skipped a seq: look the next file up.
-            Some(Ok(_)) | None => {
-                self.file = None;
-                let file = self
-                    .state
-                    .l0_file_for(seq)
-                    .ok_or(Error::MissingChange { seq })?;
-                let mut iter = file.seq_range(seq - 1, file.max_seq().min(self.upto));
-                let record = iter.next().transpose()?.filter(|r| r.seq == seq);
-                self.file = Some(iter);
-                record.map(Arc::new).ok_or(Error::MissingChange { seq })
-            }
-        }
+        self.flushed_record(seq).map(Arc::new)
     }
 }
 
@@ -91,6 +134,7 @@ impl Iterator for ChangeIter {
             Err(e) => {
                 // An error ends the scan: it never skips a seq.
                 self.next = self.upto + 1;
+                self.heads = None;
                 return Some(Err(e));
             }
         };

@@ -107,6 +107,11 @@ impl SstBuilder {
         self.last.is_none()
     }
 
+    /// Bytes written so far, for cutting compaction outputs by size.
+    pub(crate) fn approx_bytes(&self) -> u64 {
+        self.offset + self.block.len() as u64
+    }
+
     fn write_section(&mut self, bytes: &[u8]) -> io::Result<(u64, u32)> {
         let offset = self.offset;
         self.out.write_all(bytes)?;

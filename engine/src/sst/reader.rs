@@ -21,7 +21,7 @@ const MAGIC: &[u8; 8] = b"TFSST001";
 const FORMAT_VERSION: u32 = 1;
 /// Decoded data blocks a seq-order iterator keeps, so that records of
 /// nearby seqs in the same block do not re-read it.
-const SEQ_ITER_BLOCK_CACHE: usize = 32;
+const SEQ_ITER_BLOCK_CACHE: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Footer {
