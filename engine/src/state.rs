@@ -131,7 +131,7 @@ impl LsmState {
         // a version at or below `at` has the answer.
         let l0 = self.levels[0].iter().rev();
         let deeper = self.levels.iter().skip(1).filter_map(|files| {
-            let index = files.partition_point(|f| &f.largest[..] < &key[..]);
+            let index = files.partition_point(|f| f.largest[..] < key[..]);
             files.get(index)
         });
         for file in l0

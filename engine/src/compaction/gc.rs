@@ -85,7 +85,8 @@ mod tests {
             v(b"b", 6, false),
             v(b"b", 3, true),
         ];
-        let table: &[(Seq, bool, &[(&str, Seq)])] = &[
+        type Case<'a> = (Seq, bool, &'a [(&'a str, Seq)]);
+        let table: &[Case<'_>] = &[
             (
                 0,
                 true,
