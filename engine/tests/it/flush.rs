@@ -314,3 +314,38 @@ fn kill_9_while_flushing_loses_nothing_and_duplicates_nothing() {
         }
     }
 }
+
+#[test]
+fn a_corrupted_table_block_is_reported_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(small_options(dir.path())).unwrap();
+        engine.create_table(accounts_schema()).unwrap();
+        workload(&engine, 300);
+        engine.flush().unwrap();
+    }
+    let file = std::fs::read_dir(dir.path().join("sst"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[50] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+    let engine = Engine::open(small_options(dir.path())).unwrap();
+    let err = engine
+        .changes(0, None)
+        .unwrap()
+        .find_map(Result::err)
+        .expect("the damage is found");
+    match &err {
+        Error::Corruption {
+            file: f, offset, ..
+        } => {
+            assert_eq!(f, &file);
+            assert_eq!(*offset, 0, "the first data block starts the file");
+        }
+        other => panic!("expected corruption, got {other}"),
+    }
+}

@@ -9,5 +9,8 @@ mod crash_recovery;
 mod fail_stop;
 mod flush;
 mod group_commit;
+mod oracle;
+mod races;
 mod reads;
+mod retention;
 mod wal_fixtures;
