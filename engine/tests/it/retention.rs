@@ -9,6 +9,9 @@ use crate::common::{account, accounts_schema, all_rows};
 
 const WINDOW: Duration = Duration::from_secs(3);
 
+/// (seq, key, before, after) of one change.
+type History = Vec<(u64, Vec<Value>, Option<Vec<Value>>, Option<Vec<Value>>)>;
+
 #[test]
 fn below_low_water_is_an_error_and_above_it_history_is_intact_after_full_compaction() {
     let dir = tempfile::tempdir().unwrap();
@@ -68,22 +71,21 @@ fn below_low_water_is_an_error_and_above_it_history_is_intact_after_full_compact
         .unwrap_err();
     assert!(matches!(err, Error::BelowRetention { .. }), "{err}");
 
-    let collect =
-        |engine: &Engine| -> Vec<(u64, Vec<Value>, Option<Vec<Value>>, Option<Vec<Value>>)> {
-            engine
-                .changes(low_water, None)
-                .unwrap()
-                .map(|c| {
-                    let c = c.unwrap();
-                    (
-                        c.seq(),
-                        c.key().unwrap(),
-                        c.before().unwrap().map(|r| r.into_values()),
-                        c.after().unwrap().map(|r| r.into_values()),
-                    )
-                })
-                .collect()
-        };
+    let collect = |engine: &Engine| -> History {
+        engine
+            .changes(low_water, None)
+            .unwrap()
+            .map(|c| {
+                let c = c.unwrap();
+                (
+                    c.seq(),
+                    c.key().unwrap(),
+                    c.before().unwrap().map(|r| r.into_values()),
+                    c.after().unwrap().map(|r| r.into_values()),
+                )
+            })
+            .collect()
+    };
     let history = collect(&engine);
     assert_eq!(history.len() as u64, engine.visible_seq() - low_water);
     let rows = all_rows(&engine);
