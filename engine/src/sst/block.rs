@@ -17,8 +17,6 @@ use bytes::Bytes;
 use crate::change::{ChangeKind, ChangeRecord};
 use crate::codec::varint::{self, DecodeResult, Reader};
 
-pub(crate) const TRAILER_LEN: usize = 8;
-
 pub(crate) fn encode_record(out: &mut Vec<u8>, record: &ChangeRecord) {
     out.extend_from_slice(&record.seq.to_le_bytes());
     out.extend_from_slice(&record.ts_micros.to_le_bytes());

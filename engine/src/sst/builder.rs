@@ -10,13 +10,13 @@ use crate::change::ChangeRecord;
 use crate::codec::varint;
 use crate::sst::block;
 use crate::sst::bloom::BloomBuilder;
-use crate::sst::reader::{Footer, SEQ_ENTRY_LEN};
+use crate::sst::reader::Footer;
 use crate::Seq;
 
 /// Data blocks are cut once they reach this size.
 pub(crate) const BLOCK_BYTES: usize = 16 << 10;
-/// Entries per seq index block.
-pub(crate) const SEQ_BLOCK_ENTRIES: usize = 512;
+/// Log blocks (the seq-ordered copy) are cut once they reach this size.
+pub(crate) const LOG_BLOCK_BYTES: usize = 64 << 10;
 const BLOOM_BITS_PER_KEY: usize = 10;
 
 /// What a finished SSTable holds, for the manifest.
@@ -45,8 +45,11 @@ pub(crate) struct SstBuilder {
     block: Vec<u8>,
     block_entries: u32,
     handles: Vec<BlockHandle>,
-    /// (seq, data block number, offset in block), sorted at `finish`.
-    seq_entries: Vec<(Seq, u32, u32)>,
+    /// Every encoded record, in arrival (key) order; written again in seq
+    /// order as log blocks at `finish`. Bounded by the file size.
+    log: Vec<u8>,
+    /// (seq, offset in `log`, length), sorted by seq at `finish`.
+    log_index: Vec<(Seq, u32, u32)>,
     bloom: BloomBuilder,
     last: Option<(Bytes, Seq)>,
     first_key: Option<Bytes>,
@@ -64,7 +67,8 @@ impl SstBuilder {
             block: Vec::with_capacity(BLOCK_BYTES + 1024),
             block_entries: 0,
             handles: Vec::new(),
-            seq_entries: Vec::new(),
+            log: Vec::new(),
+            log_index: Vec::new(),
             bloom: BloomBuilder::new(BLOOM_BITS_PER_KEY),
             last: None,
             first_key: None,
@@ -87,12 +91,12 @@ impl SstBuilder {
             self.bloom.add(&record.key);
             self.first_key = Some(record.key.clone());
         }
-        self.seq_entries.push((
-            record.seq,
-            self.handles.len() as u32,
-            self.block.len() as u32,
-        ));
+        let start = self.block.len();
         block::encode_record(&mut self.block, record);
+        let encoded = &self.block[start..];
+        self.log_index
+            .push((record.seq, self.log.len() as u32, encoded.len() as u32));
+        self.log.extend_from_slice(encoded);
         self.block_entries += 1;
         self.min_seq = self.min_seq.min(record.seq);
         self.max_seq = self.max_seq.max(record.seq);
@@ -145,24 +149,32 @@ impl SstBuilder {
         assert!(!self.is_empty(), "an SSTable holds at least one record");
         self.finish_block()?;
 
-        self.seq_entries.sort_unstable_by_key(|&(seq, _, _)| seq);
-        let seq_entries = std::mem::take(&mut self.seq_entries);
+        // The seq-ordered copy: the change scan reads these blocks
+        // sequentially instead of jumping between key-ordered blocks.
+        self.log_index.sort_unstable_by_key(|&(seq, _, _)| seq);
+        let log_index = std::mem::take(&mut self.log_index);
+        let log = std::mem::take(&mut self.log);
         let mut seq_dir = Vec::new();
         let mut seq_dir_entries = 0u32;
-        for chunk in seq_entries.chunks(SEQ_BLOCK_ENTRIES) {
-            let mut buf = Vec::with_capacity(chunk.len() * SEQ_ENTRY_LEN + block::TRAILER_LEN);
-            for &(seq, block_no, offset) in chunk {
-                buf.extend_from_slice(&seq.to_le_bytes());
-                buf.extend_from_slice(&block_no.to_le_bytes());
-                buf.extend_from_slice(&offset.to_le_bytes());
+        let mut buf = Vec::with_capacity(LOG_BLOCK_BYTES + 1024);
+        let mut first_seq = None;
+        let mut count = 0u32;
+        for (i, &(seq, offset, len)) in log_index.iter().enumerate() {
+            first_seq.get_or_insert(seq);
+            buf.extend_from_slice(&log[offset as usize..(offset + len) as usize]);
+            count += 1;
+            if buf.len() >= LOG_BLOCK_BYTES || i + 1 == log_index.len() {
+                block::seal(&mut buf, count);
+                let (offset, len) = self.write_section(&buf)?;
+                seq_dir.extend_from_slice(&first_seq.take().expect("set above").to_le_bytes());
+                varint::put_u64(&mut seq_dir, offset);
+                varint::put_u64(&mut seq_dir, u64::from(len));
+                seq_dir_entries += 1;
+                buf.clear();
+                count = 0;
             }
-            block::seal(&mut buf, chunk.len() as u32);
-            let (offset, len) = self.write_section(&buf)?;
-            seq_dir.extend_from_slice(&chunk[0].0.to_le_bytes());
-            varint::put_u64(&mut seq_dir, offset);
-            varint::put_u64(&mut seq_dir, u64::from(len));
-            seq_dir_entries += 1;
         }
+        drop(log);
         block::seal(&mut seq_dir, seq_dir_entries);
 
         let bloom = std::mem::replace(&mut self.bloom, BloomBuilder::new(0));
@@ -188,7 +200,7 @@ impl SstBuilder {
             bloom: bloom_handle,
             min_seq: self.min_seq,
             max_seq: self.max_seq,
-            entries: seq_entries.len() as u64,
+            entries: log_index.len() as u64,
         };
         let footer_bytes = footer.encode();
         self.write_section(&footer_bytes)?;

@@ -1,6 +1,5 @@
 //! Reads SSTables: footer and index sections at open, data blocks on demand.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -15,13 +14,9 @@ use crate::error::{Corruption, Error, Result};
 use crate::sst::{block, bloom};
 use crate::Seq;
 
-pub(crate) const SEQ_ENTRY_LEN: usize = 16;
 pub(crate) const FOOTER_LEN: usize = 76;
 const MAGIC: &[u8; 8] = b"TFSST001";
 const FORMAT_VERSION: u32 = 1;
-/// Decoded data blocks a seq-order iterator keeps, so that records of
-/// nearby seqs in the same block do not re-read it.
-const SEQ_ITER_BLOCK_CACHE: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Footer {
@@ -209,7 +204,7 @@ impl SstReader {
             let len = u32::try_from(r.varint("length").map_err(bad_dir)?)
                 .map_err(|_| bad_dir("length"))?;
             if offset + u64::from(len) > footer_at {
-                return Err(bad_dir("seq index block outside the file"));
+                return Err(bad_dir("log block outside the file"));
             }
             reader.seq_dir.push(SeqDirEntry {
                 first_seq,
@@ -218,6 +213,12 @@ impl SstReader {
             });
         }
         Ok(reader)
+    }
+
+    /// Offset of the first log block (tests damage it on purpose).
+    #[cfg(test)]
+    pub(crate) fn first_log_block_offset(&self) -> u64 {
+        self.seq_dir[0].offset
     }
 
     /// Deletes the file once no reader holds it any more.
@@ -322,11 +323,10 @@ impl SstReader {
         SeqIter {
             sst: self.clone(),
             next_dir: dir,
-            entries: Bytes::new(),
-            entry_pos: 0,
+            block: Bytes::new(),
+            pos: 0,
             since,
             upto,
-            cache: VecDeque::with_capacity(SEQ_ITER_BLOCK_CACHE),
         }
     }
 }
@@ -399,80 +399,47 @@ impl Iterator for RangeIter {
 pub(crate) struct SeqIter {
     sst: Arc<SstReader>,
     next_dir: usize,
-    /// The current seq index block's entries.
-    entries: Bytes,
-    entry_pos: usize,
+    /// The current log block and the read position in it.
+    block: Bytes,
+    pos: usize,
     since: Seq,
     upto: Seq,
-    cache: VecDeque<(u32, Bytes)>,
 }
 
 impl SeqIter {
-    fn block(&mut self, index: u32) -> Result<Bytes> {
-        if let Some((_, bytes)) = self.cache.iter().find(|(i, _)| *i == index) {
-            return Ok(bytes.clone());
-        }
-        if index as usize >= self.sst.blocks.len() {
-            return Err(Error::Corruption {
-                file: self.sst.path.clone(),
-                offset: self.sst.footer.seq_dir.0,
-                problem: Corruption::BadBlock {
-                    section: "seq index",
-                    what: "entry points past the last data block",
-                },
-            });
-        }
-        let bytes = self.sst.read_block(index as usize)?;
-        if self.cache.len() == SEQ_ITER_BLOCK_CACHE {
-            self.cache.pop_front();
-        }
-        self.cache.push_back((index, bytes.clone()));
-        Ok(bytes)
-    }
-
-    fn next_entry(&mut self) -> Result<Option<(Seq, u32, u32)>> {
-        while self.entry_pos + SEQ_ENTRY_LEN > self.entries.len() {
-            let Some(dir) = self.sst.seq_dir.get(self.next_dir) else {
-                return Ok(None);
-            };
-            if dir.first_seq > self.upto {
-                return Ok(None);
-            }
-            self.next_dir += 1;
-            self.entries = self
-                .sst
-                .read_section((dir.offset, dir.len), "seq index block")?
-                .0;
-            self.entry_pos = 0;
-        }
-        let e = &self.entries[self.entry_pos..self.entry_pos + SEQ_ENTRY_LEN];
-        self.entry_pos += SEQ_ENTRY_LEN;
-        Ok(Some((
-            u64::from_le_bytes(e[0..8].try_into().expect("8 bytes")),
-            u32::from_le_bytes(e[8..12].try_into().expect("4 bytes")),
-            u32::from_le_bytes(e[12..16].try_into().expect("4 bytes")),
-        )))
-    }
-
     fn step(&mut self) -> Result<Option<ChangeRecord>> {
         loop {
-            let Some((seq, block_no, offset)) = self.next_entry()? else {
-                return Ok(None);
-            };
-            if seq <= self.since {
+            if self.pos == self.block.len() {
+                let Some(dir) = self.sst.seq_dir.get(self.next_dir) else {
+                    return Ok(None);
+                };
+                if dir.first_seq > self.upto {
+                    return Ok(None);
+                }
+                self.next_dir += 1;
+                self.block = self.sst.read_section((dir.offset, dir.len), "log block")?.0;
+                self.pos = 0;
+            }
+            let offset = self.sst.seq_dir[self.next_dir - 1].offset;
+            let mut r = Reader::new(&self.block[self.pos..]);
+            let record =
+                block::decode_record(&self.block, &mut r).map_err(|what| Error::Corruption {
+                    file: self.sst.path.clone(),
+                    offset,
+                    problem: Corruption::BadBlock {
+                        section: "log block",
+                        what,
+                    },
+                })?;
+            self.pos = self.block.len() - r.remaining();
+            if record.seq <= self.since {
                 continue;
             }
-            if seq > self.upto {
+            if record.seq > self.upto {
+                self.next_dir = self.sst.seq_dir.len();
+                self.block = Bytes::new();
+                self.pos = 0;
                 return Ok(None);
-            }
-            let block = self.block(block_no)?;
-            let bad = |what| self.sst.bad_record(block_no as usize, what);
-            let tail = block
-                .get(offset as usize..)
-                .ok_or_else(|| bad("seq index offset past the block"))?;
-            let record = block::decode_record(&block, &mut Reader::new(tail)).map_err(bad)?;
-            if record.seq != seq {
-                return Err(bad("seq index entry points at another record"));
             }
             return Ok(Some(record));
         }
@@ -487,7 +454,8 @@ impl Iterator for SeqIter {
             Ok(record) => record.map(Ok),
             Err(e) => {
                 self.next_dir = self.sst.seq_dir.len();
-                self.entries = Bytes::new();
+                self.block = Bytes::new();
+                self.pos = 0;
                 Some(Err(e))
             }
         }

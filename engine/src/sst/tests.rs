@@ -130,22 +130,34 @@ fn range_and_seq_iteration_return_every_version_in_order() {
 }
 
 #[test]
-fn a_corrupted_data_block_is_reported_with_file_and_offset() {
+fn a_corrupted_block_is_reported_with_file_and_offset_by_the_reader_that_uses_it() {
     let dir = tempfile::tempdir().unwrap();
     let records = history(100, 3000, 3);
-    let (meta, _) = build(dir.path(), &records);
+    let (meta, sst) = build(dir.path(), &records);
+    let log_offset = sst.first_log_block_offset();
+    drop(sst);
     let mut bytes = std::fs::read(&meta.path).unwrap();
-    // The first data block starts at offset 0; damage a byte inside it.
+    // The first data block starts at offset 0; damage it and the first
+    // log block (the seq-ordered copy).
     bytes[100] ^= 0x01;
+    bytes[log_offset as usize + 100] ^= 0x01;
     std::fs::write(&meta.path, &bytes).unwrap();
     let sst = Arc::new(SstReader::open(&meta.path).unwrap());
-    let errors: Vec<Error> = vec![
-        sst.range(Bytes::from_static(&[0]), None)
-            .find_map(Result::err)
-            .unwrap(),
-        sst.seq_range(0, Seq::MAX).find_map(Result::err).unwrap(),
+    let errors: Vec<(Error, u64, &str)> = vec![
+        (
+            sst.range(Bytes::from_static(&[0]), None)
+                .find_map(Result::err)
+                .unwrap(),
+            0,
+            "data block",
+        ),
+        (
+            sst.seq_range(0, Seq::MAX).find_map(Result::err).unwrap(),
+            log_offset,
+            "log block",
+        ),
     ];
-    for err in errors {
+    for (err, expected_offset, expected_section) in errors {
         match &err {
             Error::Corruption {
                 file,
@@ -153,11 +165,11 @@ fn a_corrupted_data_block_is_reported_with_file_and_offset() {
                 problem,
             } => {
                 assert_eq!(file, &meta.path);
-                assert_eq!(*offset, 0);
+                assert_eq!(*offset, expected_offset);
                 assert_eq!(
                     *problem,
                     Corruption::BlockChecksum {
-                        section: "data block"
+                        section: expected_section
                     }
                 );
             }
