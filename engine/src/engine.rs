@@ -27,6 +27,7 @@ use crate::options::EngineOptions;
 use crate::read::merge::{LatestAt, MergeIter, VersionSource};
 use crate::read::ChangeIter;
 use crate::schema::{Row, Table, TableSchema, Value};
+use crate::sst::cache::BlockCache;
 use crate::sst::reader::SstReader;
 use crate::sst::{sst_path, SST_DIR};
 use crate::state::{LsmState, TableFile};
@@ -208,7 +209,8 @@ impl Engine {
         let manifest = Manifest::load(&dir)?;
         let sst_dir = dir.join(SST_DIR);
         fs::create_dir_all(&sst_dir).map_err(Error::io(&sst_dir))?;
-        let levels = open_table_files(&sst_dir, &manifest)?;
+        let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
+        let levels = open_table_files(&sst_dir, &manifest, &cache)?;
 
         let wal_dir = dir.join(WAL_DIR);
         fs::create_dir_all(&wal_dir).map_err(Error::io(&wal_dir))?;
@@ -306,6 +308,7 @@ impl Engine {
                 },
                 table_file_bytes: options.table_file_bytes.max(1),
             },
+            cache,
         };
         let flush = std::thread::Builder::new()
             .name("tidefeed-flush".into())
@@ -659,6 +662,7 @@ fn decode_row(table: &Table, seq: Seq, bytes: &[u8]) -> Result<Row> {
 fn open_table_files(
     sst_dir: &std::path::Path,
     manifest: &Manifest,
+    cache: &Arc<BlockCache>,
 ) -> Result<Vec<Vec<Arc<TableFile>>>> {
     let listed: std::collections::HashSet<PathBuf> = manifest
         .levels
@@ -682,7 +686,7 @@ fn open_table_files(
                 problem: crate::error::Corruption::MissingTableFile,
             });
         }
-        let reader = SstReader::open(&path)?;
+        let reader = SstReader::open(&path, Some((entry.id, cache.clone())))?;
         if (reader.min_seq(), reader.max_seq(), reader.entries())
             != (entry.min_seq, entry.max_seq, entry.entries)
         {

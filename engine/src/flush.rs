@@ -28,6 +28,7 @@ use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::retention;
 use crate::sst::builder::SstBuilder;
+use crate::sst::cache::BlockCache;
 use crate::sst::sst_path;
 use crate::wal::segments::SealedSegments;
 
@@ -56,6 +57,7 @@ pub(crate) struct FlushWorker {
     pub sealed: Arc<SealedSegments>,
     pub faults: Option<Arc<FaultInjector>>,
     pub config: BackgroundConfig,
+    pub cache: Arc<BlockCache>,
 }
 
 impl FlushWorker {
@@ -135,7 +137,7 @@ impl FlushWorker {
             }
         };
         crate::fsutil::sync_dir(&self.sst_dir)?;
-        let output = install(id, &meta)?;
+        let output = install(id, &meta, &self.cache)?;
 
         let last = memtable
             .by_seq(memtable.last_seq())
@@ -219,6 +221,7 @@ impl FlushWorker {
             &self.sst_dir,
             &mut next_id,
             self.config.table_file_bytes,
+            &self.cache,
         )?;
 
         let mut next = self.manifest.clone();

@@ -36,6 +36,9 @@ pub struct EngineOptions {
     pub level_base_bytes: u64,
     /// Compaction outputs are cut at about this size.
     pub table_file_bytes: u64,
+    /// Memory for cached table-file blocks (point reads, range scans and
+    /// the before-image lookups of writes).
+    pub block_cache_bytes: usize,
     /// The most write requests one commit group takes.
     pub max_group_requests: usize,
     /// Test hook: injected WAL failures.
@@ -54,6 +57,7 @@ impl EngineOptions {
             l0_compaction_trigger: 4,
             level_base_bytes: 256 << 20,
             table_file_bytes: 64 << 20,
+            block_cache_bytes: 64 << 20,
             max_group_requests: 1024,
             faults: None,
         }

@@ -12,6 +12,7 @@ use crate::fsutil;
 use crate::manifest::FileEntry;
 use crate::read::merge::{MergeIter, VersionSource};
 use crate::sst::builder::{SstBuilder, SstMeta};
+use crate::sst::cache::BlockCache;
 use crate::sst::reader::SstReader;
 use crate::sst::sst_path;
 use crate::state::TableFile;
@@ -22,8 +23,8 @@ pub(crate) struct Output {
 }
 
 /// Opens a finished table file and describes it for the manifest and state.
-pub(crate) fn install(id: u64, meta: &SstMeta) -> Result<Output> {
-    let reader = Arc::new(SstReader::open(&meta.path)?);
+pub(crate) fn install(id: u64, meta: &SstMeta, cache: &Arc<BlockCache>) -> Result<Output> {
+    let reader = Arc::new(SstReader::open(&meta.path, Some((id, cache.clone())))?);
     Ok(Output {
         entry: FileEntry {
             id,
@@ -53,6 +54,7 @@ pub(crate) fn write_outputs(
     sst_dir: &Path,
     next_id: &mut u64,
     target_bytes: u64,
+    cache: &Arc<BlockCache>,
 ) -> Result<Vec<Output>> {
     let sources: Vec<VersionSource<'_>> = inputs
         .iter()
@@ -100,7 +102,7 @@ pub(crate) fn write_outputs(
     let outputs = result.and_then(|()| {
         written
             .iter()
-            .map(|(id, meta)| install(*id, meta))
+            .map(|(id, meta)| install(*id, meta, cache))
             .collect()
     });
     if outputs.is_err() {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use crate::change::{ChangeKind, ChangeRecord};
 use crate::codec::varint::{self, DecodeResult, Reader};
+use crate::Seq;
 
 pub(crate) fn encode_record(out: &mut Vec<u8>, record: &ChangeRecord) {
     out.extend_from_slice(&record.seq.to_le_bytes());
@@ -78,6 +79,22 @@ fn image(block: &Bytes, r: &mut Reader<'_>, what: &'static str) -> DecodeResult<
             Ok(Some(block.slice_ref(r.bytes(len, what)?)))
         }
     }
+}
+
+/// Reads past one record, returning its seq and key without building it.
+pub(crate) fn skip_record<'a>(r: &mut Reader<'a>) -> DecodeResult<(Seq, &'a [u8])> {
+    let seq = r.u64_le("seq")?;
+    r.bytes(9, "timestamp and kind")?;
+    r.varint("batch index")?;
+    r.varint("batch size")?;
+    let key = r.len_prefixed("key")?;
+    for what in ["before-image", "after-image"] {
+        let n = r.varint(what)?;
+        if n > 0 {
+            r.bytes(usize::try_from(n - 1).map_err(|_| what)?, what)?;
+        }
+    }
+    Ok((seq, key))
 }
 
 /// Appends the block trailer: entry count and crc32c of everything before.

@@ -30,6 +30,7 @@
 pub(crate) mod block;
 pub(crate) mod bloom;
 pub(crate) mod builder;
+pub(crate) mod cache;
 pub(crate) mod reader;
 
 use std::path::{Path, PathBuf};

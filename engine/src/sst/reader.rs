@@ -11,6 +11,7 @@ use bytes::Bytes;
 use crate::change::ChangeRecord;
 use crate::codec::varint::Reader;
 use crate::error::{Corruption, Error, Result};
+use crate::sst::cache::BlockCache;
 use crate::sst::{block, bloom};
 use crate::Seq;
 
@@ -106,6 +107,8 @@ struct SeqDirEntry {
 #[derive(Debug)]
 pub(crate) struct SstReader {
     path: PathBuf,
+    /// The engine's block cache and this file's id in it.
+    cache: Option<(u64, Arc<BlockCache>)>,
     obsolete: AtomicBool,
     file: File,
     footer: Footer,
@@ -120,7 +123,7 @@ fn version_before(key: &[u8], seq: Seq, probe_key: &[u8], probe_seq: Seq) -> boo
 }
 
 impl SstReader {
-    pub(crate) fn open(path: &Path) -> Result<SstReader> {
+    pub(crate) fn open(path: &Path, cache: Option<(u64, Arc<BlockCache>)>) -> Result<SstReader> {
         let file = File::open(path).map_err(Error::io(path))?;
         let len = file.metadata().map_err(Error::io(path))?.len();
         let corrupt = |offset, problem| Error::Corruption {
@@ -149,6 +152,7 @@ impl SstReader {
         }
         let mut reader = SstReader {
             path: path.to_owned(),
+            cache,
             obsolete: AtomicBool::new(false),
             file,
             footer,
@@ -263,9 +267,19 @@ impl SstReader {
 
     fn read_block(&self, index: usize) -> Result<Bytes> {
         let handle = &self.blocks[index];
-        Ok(self
+        let Some((id, cache)) = &self.cache else {
+            return Ok(self
+                .read_section((handle.offset, handle.len), "data block")?
+                .0);
+        };
+        if let Some(block) = cache.get((*id, handle.offset)) {
+            return Ok(block);
+        }
+        let block = self
             .read_section((handle.offset, handle.len), "data block")?
-            .0)
+            .0;
+        cache.insert((*id, handle.offset), block.clone());
+        Ok(block)
     }
 
     fn bad_record(&self, block: usize, what: &'static str) -> Error {
@@ -291,12 +305,19 @@ impl SstReader {
             let block = self.read_block(index)?;
             let mut r = Reader::new(&block);
             while !r.is_empty() {
-                let record = block::decode_record(&block, &mut r)
-                    .map_err(|what| self.bad_record(index, what))?;
-                if version_before(&record.key, record.seq, key, at) {
+                // Only the key and seq are read until the version is found.
+                let start = block.len() - r.remaining();
+                let (seq, found) =
+                    block::skip_record(&mut r).map_err(|what| self.bad_record(index, what))?;
+                if version_before(found, seq, key, at) {
                     continue;
                 }
-                return Ok((record.key == key).then_some(record));
+                if found != key {
+                    return Ok(None);
+                }
+                let record = block::decode_record(&block, &mut Reader::new(&block[start..]))
+                    .map_err(|what| self.bad_record(index, what))?;
+                return Ok(Some(record));
             }
         }
         Ok(None)

@@ -52,6 +52,14 @@ fn history(keys: u32, seqs: Seq, seed: u64) -> Vec<ChangeRecord> {
 }
 
 fn build(dir: &std::path::Path, records: &[ChangeRecord]) -> (SstMeta, Arc<SstReader>) {
+    build_with(dir, records, None)
+}
+
+fn build_with(
+    dir: &std::path::Path,
+    records: &[ChangeRecord],
+    cache: Option<(u64, Arc<super::cache::BlockCache>)>,
+) -> (SstMeta, Arc<SstReader>) {
     let mut sorted: Vec<_> = records.to_vec();
     sorted.sort_by(|a, b| a.key.cmp(&b.key).then(b.seq.cmp(&a.seq)));
     let path = dir.join("0000000001.sst");
@@ -60,14 +68,21 @@ fn build(dir: &std::path::Path, records: &[ChangeRecord]) -> (SstMeta, Arc<SstRe
         builder.add(record).unwrap();
     }
     let meta = builder.finish().unwrap();
-    (meta, Arc::new(SstReader::open(&path).unwrap()))
+    (meta, Arc::new(SstReader::open(&path, cache).unwrap()))
 }
 
 #[test]
 fn point_reads_at_any_seq_match_the_history() {
+    for cached in [false, true] {
+        point_reads_match(cached);
+    }
+}
+
+fn point_reads_match(cached: bool) {
     let dir = tempfile::tempdir().unwrap();
     let records = history(300, 5000, 7);
-    let (meta, sst) = build(dir.path(), &records);
+    let cache = cached.then(|| (1, Arc::new(super::cache::BlockCache::new(1 << 20))));
+    let (meta, sst) = build_with(dir.path(), &records, cache);
     assert_eq!((meta.min_seq, meta.max_seq, meta.entries), (1, 5000, 5000));
     for probe in 0..600u32 {
         let mut key = vec![0, 0, 0, 1];
@@ -142,7 +157,7 @@ fn a_corrupted_block_is_reported_with_file_and_offset_by_the_reader_that_uses_it
     bytes[100] ^= 0x01;
     bytes[log_offset as usize + 100] ^= 0x01;
     std::fs::write(&meta.path, &bytes).unwrap();
-    let sst = Arc::new(SstReader::open(&meta.path).unwrap());
+    let sst = Arc::new(SstReader::open(&meta.path, None).unwrap());
     let errors: Vec<(Error, u64, &str)> = vec![
         (
             sst.range(Bytes::from_static(&[0]), None)
@@ -188,7 +203,7 @@ fn damaged_footers_and_truncated_files_fail_to_open() {
     let at = footer.len() - 20;
     footer[at] ^= 0xff;
     std::fs::write(&meta.path, &footer).unwrap();
-    let err = SstReader::open(&meta.path).unwrap_err();
+    let err = SstReader::open(&meta.path, None).unwrap_err();
     assert!(
         matches!(
             err,
@@ -200,7 +215,7 @@ fn damaged_footers_and_truncated_files_fail_to_open() {
         "{err}"
     );
     std::fs::write(&meta.path, &good[..good.len() - 3]).unwrap();
-    let err = SstReader::open(&meta.path).unwrap_err();
+    let err = SstReader::open(&meta.path, None).unwrap_err();
     assert!(
         matches!(
             err,
@@ -227,7 +242,7 @@ proptest::proptest! {
             bytes[at % len] ^= x;
         }
         std::fs::write(&meta.path, &bytes).unwrap();
-        if let Ok(sst) = SstReader::open(&meta.path) {
+        if let Ok(sst) = SstReader::open(&meta.path, None) {
             let sst = Arc::new(sst);
             let _ = sst.range(Bytes::new(), None).count();
             let _ = sst.seq_range(0, Seq::MAX).count();
