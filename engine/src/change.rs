@@ -35,6 +35,16 @@ impl ChangeKind {
         }
     }
 
+    /// Whether images of this presence fit the kind: inserts have no
+    /// before-image, deletes no after-image, updates both.
+    pub(crate) fn fits_images(self, before: bool, after: bool) -> bool {
+        match self {
+            ChangeKind::Insert => !before && after,
+            ChangeKind::Update => before && after,
+            ChangeKind::Delete => before && !after,
+        }
+    }
+
     pub(crate) fn from_tag(tag: u8) -> Option<ChangeKind> {
         match tag {
             1 => Some(ChangeKind::Insert),

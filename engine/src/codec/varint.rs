@@ -9,6 +9,18 @@ pub(crate) fn put_u64(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// An optional byte run: varint `len + 1` then the bytes, or a single 0
+/// for none. Used for before- and after-images on disk.
+pub(crate) fn put_opt_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        None => out.push(0),
+        Some(bytes) => {
+            put_u64(out, bytes.len() as u64 + 1);
+            out.extend_from_slice(bytes);
+        }
+    }
+}
+
 pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -74,6 +86,16 @@ impl<'a> Reader<'a> {
             }
         }
         Err(what)
+    }
+
+    /// The inverse of [`put_opt_bytes`].
+    pub(crate) fn opt_bytes(&mut self, what: &'static str) -> DecodeResult<Option<&'a [u8]>> {
+        match self.varint(what)? {
+            0 => Ok(None),
+            n => Ok(Some(
+                self.bytes(usize::try_from(n - 1).map_err(|_| what)?, what)?,
+            )),
+        }
     }
 
     /// A varint length followed by that many bytes.

@@ -26,15 +26,8 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, record: &ChangeRecord) {
     varint::put_u64(out, u64::from(record.batch_size));
     varint::put_u64(out, record.key.len() as u64);
     out.extend_from_slice(&record.key);
-    for image in [&record.before, &record.after] {
-        match image {
-            None => out.push(0),
-            Some(bytes) => {
-                varint::put_u64(out, bytes.len() as u64 + 1);
-                out.extend_from_slice(bytes);
-            }
-        }
-    }
+    varint::put_opt_bytes(out, record.before.as_deref());
+    varint::put_opt_bytes(out, record.after.as_deref());
 }
 
 /// Decodes the record at the reader's position. `block` is the verified
@@ -49,13 +42,9 @@ pub(crate) fn decode_record(block: &Bytes, r: &mut Reader<'_>) -> DecodeResult<C
         return Err("batch index out of range");
     }
     let key = block.slice_ref(r.len_prefixed("key")?);
-    let before = image(block, r, "before-image")?;
-    let after = image(block, r, "after-image")?;
-    let shape_ok = match kind {
-        ChangeKind::Insert => before.is_none() && after.is_some(),
-        ChangeKind::Update => before.is_some() && after.is_some(),
-        ChangeKind::Delete => before.is_some() && after.is_none(),
-    };
+    let before = r.opt_bytes("before-image")?.map(|b| block.slice_ref(b));
+    let after = r.opt_bytes("after-image")?.map(|b| block.slice_ref(b));
+    let shape_ok = kind.fits_images(before.is_some(), after.is_some());
     if !shape_ok || key.len() < 4 {
         return Err("record images do not match its kind");
     }
@@ -71,16 +60,6 @@ pub(crate) fn decode_record(block: &Bytes, r: &mut Reader<'_>) -> DecodeResult<C
     })
 }
 
-fn image(block: &Bytes, r: &mut Reader<'_>, what: &'static str) -> DecodeResult<Option<Bytes>> {
-    match r.varint(what)? {
-        0 => Ok(None),
-        n => {
-            let len = usize::try_from(n - 1).map_err(|_| what)?;
-            Ok(Some(block.slice_ref(r.bytes(len, what)?)))
-        }
-    }
-}
-
 /// Reads past one record, returning its seq and key without building it.
 pub(crate) fn skip_record<'a>(r: &mut Reader<'a>) -> DecodeResult<(Seq, &'a [u8])> {
     let seq = r.u64_le("seq")?;
@@ -88,12 +67,8 @@ pub(crate) fn skip_record<'a>(r: &mut Reader<'a>) -> DecodeResult<(Seq, &'a [u8]
     r.varint("batch index")?;
     r.varint("batch size")?;
     let key = r.len_prefixed("key")?;
-    for what in ["before-image", "after-image"] {
-        let n = r.varint(what)?;
-        if n > 0 {
-            r.bytes(usize::try_from(n - 1).map_err(|_| what)?, what)?;
-        }
-    }
+    r.opt_bytes("before-image")?;
+    r.opt_bytes("after-image")?;
     Ok((seq, key))
 }
 

@@ -58,15 +58,8 @@ pub(crate) fn encode_batch(out: &mut Vec<u8>, records: &[Arc<ChangeRecord>]) {
         out.push(record.kind.tag());
         varint::put_u64(out, record.key.len() as u64);
         out.extend_from_slice(&record.key);
-        for image in [&record.before, &record.after] {
-            match image {
-                None => out.push(0),
-                Some(bytes) => {
-                    varint::put_u64(out, bytes.len() as u64 + 1);
-                    out.extend_from_slice(bytes);
-                }
-            }
-        }
+        varint::put_opt_bytes(out, record.before.as_deref());
+        varint::put_opt_bytes(out, record.after.as_deref());
     }
     let payload_len = out.len() - frame_start - FRAME_HEADER_LEN;
     assert!(
@@ -146,21 +139,9 @@ pub(crate) fn decode_batch(payload: &[u8]) -> DecodeResult<Vec<ChangeRecord>> {
     for index in 0..count {
         let kind = ChangeKind::from_tag(r.u8("kind")?).ok_or("unknown change kind")?;
         let key = Bytes::copy_from_slice(r.len_prefixed("key")?);
-        let mut image = |what| -> DecodeResult<Option<Bytes>> {
-            match r.varint(what)? {
-                0 => Ok(None),
-                n => Ok(Some(Bytes::copy_from_slice(
-                    r.bytes((n - 1) as usize, what)?,
-                ))),
-            }
-        };
-        let before = image("before-image")?;
-        let after = image("after-image")?;
-        let shape_ok = match kind {
-            ChangeKind::Insert => before.is_none() && after.is_some(),
-            ChangeKind::Update => before.is_some() && after.is_some(),
-            ChangeKind::Delete => before.is_some() && after.is_none(),
-        };
+        let before = r.opt_bytes("before-image")?.map(Bytes::copy_from_slice);
+        let after = r.opt_bytes("after-image")?.map(Bytes::copy_from_slice);
+        let shape_ok = kind.fits_images(before.is_some(), after.is_some());
         if !shape_ok || key.len() < 4 {
             return Err("change images do not match its kind");
         }

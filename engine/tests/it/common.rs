@@ -148,3 +148,50 @@ pub fn assert_chain_consistent(changes: &[Decoded], visible: Seq) {
         last_ts = change.ts_micros;
     }
 }
+
+/// A writer process for kill -9 tests: the test binary itself, running
+/// one ignored helper test that prints `ack <fields...>` per acknowledged
+/// write until it is killed.
+pub struct ChildWriter {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl ChildWriter {
+    pub fn spawn(test: &str, dir_env: &str, dir: &Path) -> ChildWriter {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                test,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(dir_env, dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        ChildWriter { child, lines }
+    }
+
+    /// The next `n` acknowledgements, as their numeric fields.
+    pub fn acks(&mut self, n: usize) -> Vec<Vec<i64>> {
+        let mut acks = Vec::with_capacity(n);
+        while acks.len() < n {
+            let line = self.lines.next().expect("child exited early").unwrap();
+            if let Some(rest) = line.strip_prefix("ack ") {
+                acks.push(rest.split(' ').map(|f| f.parse().unwrap()).collect());
+            }
+        }
+        acks
+    }
+
+    /// SIGKILL: no destructors, no final sync.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}

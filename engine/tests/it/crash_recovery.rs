@@ -1,15 +1,13 @@
 //! Recovery reproduces exactly what was acknowledged: rows, seqs, ops and
 //! before-images.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tidefeed_engine::{Durability, Engine, EngineOptions, Mutation, Value};
 
 use crate::common::{
-    account, all_changes, all_rows, assert_chain_consistent, open, open_with_tables,
+    account, all_changes, all_rows, assert_chain_consistent, open, open_with_tables, ChildWriter,
 };
 
 fn mixed_workload(engine: &Engine) {
@@ -150,30 +148,17 @@ fn crash_child_writer() {
 #[test]
 fn kill_9_during_writes_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_recovery::crash_child_writer",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIR_ENV, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut acked = Vec::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while acked.len() < 3000 {
-        let line = lines.next().expect("child exited early").unwrap();
-        if let Some(rest) = line.strip_prefix("ack ") {
-            let (seq, id) = rest.split_once(' ').unwrap();
-            acked.push((seq.parse::<u64>().unwrap(), id.parse::<i64>().unwrap()));
-        }
-    }
-    child.kill().unwrap(); // SIGKILL: no destructors, no final sync.
-    child.wait().unwrap();
+    let mut child = ChildWriter::spawn(
+        "crash_recovery::crash_child_writer",
+        CHILD_DIR_ENV,
+        dir.path(),
+    );
+    let acked: Vec<(u64, i64)> = child
+        .acks(3000)
+        .iter()
+        .map(|a| (a[0] as u64, a[1]))
+        .collect();
+    child.kill();
 
     let engine = open(dir.path());
     let changes = all_changes(&engine);

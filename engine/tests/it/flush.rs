@@ -9,6 +9,7 @@ use tidefeed_engine::{Engine, EngineOptions, Error, FaultInjector, Mutation, Val
 
 use crate::common::{
     account, accounts_schema, all_changes, all_rows, assert_chain_consistent, events_schema,
+    ChildWriter,
 };
 
 pub fn small_options(dir: &Path) -> EngineOptions {
@@ -257,40 +258,18 @@ fn flush_crash_child_writer() {
 
 #[test]
 fn kill_9_while_flushing_loses_nothing_and_duplicates_nothing() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "flush::flush_crash_child_writer",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIR_ENV, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        ChildWriter::spawn("flush::flush_crash_child_writer", CHILD_DIR_ENV, dir.path());
+    // The newest acknowledged write per key, by seq.
     let mut acked = std::collections::HashMap::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut count = 0;
-    while count < 6000 {
-        let line = lines.next().expect("child exited early").unwrap();
-        if let Some(rest) = line.strip_prefix("ack ") {
-            let parts: Vec<i64> = rest.split(' ').map(|p| p.parse().unwrap()).collect();
-            // The newest acknowledged write per key, by seq.
-            let entry = acked.entry(parts[1]).or_insert((0, 0));
-            if parts[0] > entry.0 {
-                *entry = (parts[0], parts[2]);
-            }
-            count += 1;
+    for ack in child.acks(6000) {
+        let entry = acked.entry(ack[1]).or_insert((0, 0));
+        if ack[0] > entry.0 {
+            *entry = (ack[0], ack[2]);
         }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 
     let engine = Engine::open(small_options(dir.path())).unwrap();
     assert!(
