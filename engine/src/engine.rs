@@ -326,6 +326,7 @@ impl Engine {
             max_group_requests: options.max_group_requests.max(1),
             flow: FlowLimits {
                 max_immutable: options.max_immutable_memtables.max(1),
+                max_l0_files: options.max_l0_files.max(1),
             },
             flush: flush_signal.clone(),
             next_seq: wal.last_seq + 1,

@@ -27,6 +27,9 @@ pub struct EngineOptions {
     /// Immutable memtables waiting for flush at which writes stall; from
     /// half of it on, writes are slowed.
     pub max_immutable_memtables: usize,
+    /// L0 files waiting for compaction at which writes stall; from half of
+    /// it on, writes are slowed.
+    pub max_l0_files: usize,
     /// How long history is retained: changes committed longer ago than this
     /// fall below the low-water mark once flushed. `None` keeps everything.
     pub history_window: Option<Duration>,
@@ -53,6 +56,7 @@ impl EngineOptions {
             wal_segment_bytes: 64 << 20,
             memtable_bytes: 64 << 20,
             max_immutable_memtables: 4,
+            max_l0_files: 20,
             history_window: Some(Duration::from_secs(24 * 3600)),
             l0_compaction_trigger: 4,
             level_base_bytes: 256 << 20,

@@ -12,7 +12,7 @@ use crate::commit::request::{PreparedOp, WriteResult};
 use crate::commit::resolve::{resolve_batch, Current, Overlay};
 use crate::engine::Shared;
 use crate::error::{Error, Result, WalStage};
-use crate::flow::{self, FlowLimits, Pressure};
+use crate::flow::{self, Backlog, FlowLimits, Pressure};
 use crate::flush::FlushSignal;
 use crate::options::Durability;
 use crate::wal::format::encode_batch;
@@ -267,7 +267,13 @@ impl CommitThread {
         let mut stalled = false;
         let mut progress = self.shared.flush_progress();
         loop {
-            match flow::decide(self.shared.state().immutable_count(), self.flow) {
+            let state = self.shared.state();
+            let backlog = Backlog {
+                immutable_memtables: state.immutable_count(),
+                l0_files: state.levels[0].len(),
+            };
+            drop(state);
+            match flow::decide(backlog, self.flow) {
                 Pressure::Normal => break,
                 Pressure::Slow(delay) => {
                     drop(progress);
@@ -279,7 +285,7 @@ impl CommitThread {
                     if !stalled {
                         stalled = true;
                         self.shared.metrics.write_stalls.add(1);
-                        tracing::warn!("writes stalled: memtables are waiting for flush");
+                        tracing::warn!(?backlog, "writes stalled: flush or compaction is behind");
                     }
                     progress = self.shared.wait_for_flush(progress);
                 }
