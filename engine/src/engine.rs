@@ -573,6 +573,16 @@ impl Engine {
             if let Some((stage, cause)) = shared.background_failure() {
                 return Err(Error::Poisoned { stage, cause });
             }
+            if self
+                .inner
+                .running
+                .lock()
+                .expect("engine lock poisoned")
+                .is_none()
+            {
+                // Closed while waiting: the worker that would flush is gone.
+                return Err(Error::Closed);
+            }
             progress = shared.wait_for_flush(progress);
         }
         Ok(())

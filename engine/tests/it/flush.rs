@@ -351,3 +351,40 @@ fn a_corrupted_table_block_is_reported_with_file_and_offset() {
         }
     }
 }
+
+#[test]
+fn wal_segments_already_covered_by_table_files_are_not_replayed_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    let changes = {
+        let engine = Engine::open(small_options(dir.path())).unwrap();
+        engine.create_table(accounts_schema()).unwrap();
+        workload(&engine, 500);
+        // Keep the WAL as it is before the flush deletes segments.
+        for entry in std::fs::read_dir(dir.path().join("wal")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), saved.path().join(entry.file_name())).unwrap();
+        }
+        engine.flush().unwrap();
+        all_changes(&engine)
+    };
+    // A crash after the manifest commit but before the WAL cleanup leaves
+    // segments whose changes are already in table files.
+    let mut restored = 0;
+    for entry in std::fs::read_dir(saved.path()).unwrap() {
+        let entry = entry.unwrap();
+        let target = dir.path().join("wal").join(entry.file_name());
+        if !target.exists() {
+            std::fs::copy(entry.path(), target).unwrap();
+            restored += 1;
+        }
+    }
+    assert!(restored > 0, "the flush deleted covered segments");
+    let engine = Engine::open(small_options(dir.path())).unwrap();
+    assert_eq!(all_changes(&engine), changes, "no change appears twice");
+    drop(engine);
+    assert!(
+        wal_segments(dir.path()) <= 3,
+        "covered segments were deleted at startup"
+    );
+}
