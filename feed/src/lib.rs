@@ -1,7 +1,21 @@
-//! tidefeed's change feed: change events, cursors, live subscriptions,
-//! filters, retention with durable consumers, and the wire encodings
-//! (native JSON, Debezium envelope).
+//! tidefeed's change feed.
 //!
-//! Status: not implemented yet; it arrives with issue [3/6]. The engine's
-//! seq-ordered change scan ([`tidefeed_engine::Engine::changes`]) is what
-//! this crate builds on. Nothing here pretends to work.
+//! Today: the change event ([`ChangeEvent`]), its wire encodings (the
+//! native JSON event and the Debezium envelope, [`encode`]), and the JSON
+//! form of typed values by column type ([`json`]), which the HTTP API uses
+//! for rows too.
+//!
+//! Still to come with issue [3/6]: cursors, live subscriptions, filters,
+//! resolved watermarks, retention with durable consumers, snapshots, and
+//! the oversized-event policy. Nothing here pretends to provide them.
+
+mod base64;
+mod encode;
+mod error;
+mod event;
+pub mod json;
+pub mod time;
+
+pub use encode::{encode, EncodedEvent, Format};
+pub use error::{FeedError, JsonProblem};
+pub use event::{ChangeEvent, EventOp};

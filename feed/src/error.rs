@@ -1,0 +1,33 @@
+/// Errors of the feed crate.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// A JSON value does not fit its column.
+    #[error("invalid value for table {table:?}, column {column:?}: {problem}")]
+    InvalidValue {
+        table: String,
+        column: String,
+        problem: JsonProblem,
+    },
+    /// A row or key must be a JSON object.
+    #[error("a row of table {table:?} must be a JSON object")]
+    NotAnObject { table: String },
+    #[error(transparent)]
+    Engine(#[from] tidefeed_engine::Error),
+}
+
+/// Why a JSON value does not fit a column type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonProblem {
+    #[error("expected an integer between -2^63 and 2^63-1")]
+    ExpectedInteger,
+    #[error("expected a number (or \"NaN\", \"Infinity\", \"-Infinity\")")]
+    ExpectedNumber,
+    #[error("expected true or false")]
+    ExpectedBool,
+    #[error("expected a string")]
+    ExpectedString,
+    #[error("expected base64 (RFC 4648, padded): {0}")]
+    BadBase64(&'static str),
+    #[error("expected an RFC 3339 timestamp: {0}")]
+    BadTimestamp(&'static str),
+}
