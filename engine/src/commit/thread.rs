@@ -247,6 +247,12 @@ impl CommitThread {
     /// Rotates the active memtable if it holds at least `limit` bytes and
     /// is not empty.
     fn rotate_memtable(&mut self, limit: usize) {
+        // Checked on a snapshot first: the state's write lock is taken only
+        // when there is something to rotate, not once per group.
+        let active = self.shared.state().active().clone();
+        if active.approx_bytes() < limit || active.is_empty() {
+            return;
+        }
         let next_seq = self.next_seq;
         let rotated = self.shared.update_state(|state| {
             (state.active().approx_bytes() >= limit && !state.active().is_empty())
