@@ -399,7 +399,12 @@ impl Engine {
     }
 
     /// Commits an atomic batch and waits until it is durable under the
-    /// configured mode. Blocks the calling thread; from async code use
+    /// configured mode. Blocks the calling thread.
+    ///
+    /// # Panics
+    ///
+    /// If called from inside a tokio runtime (the reply channel's blocking
+    /// receive refuses to block an executor thread); async code uses
     /// [`Engine::write_async`].
     pub fn write(&self, batch: Vec<Mutation>) -> Result<WriteResult> {
         self.submit(batch)?
