@@ -79,32 +79,46 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         visible_seq = engine.visible_seq(),
         "storage engine ready; the HTTP API is not part of this build yet (issue [4/6]), so no requests are served"
     );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Handlers are installed before readiness is announced, so a signal
+    // sent as soon as the readiness line appears is never lost to the
+    // default action.
+    let signals = runtime.block_on(async { ShutdownSignals::install() })?;
     // The readiness line tests and scripts wait for.
     println!(
         "tidefeed ready: data_dir={} visible_seq={}",
         config.storage.data_dir.display(),
         engine.visible_seq()
     );
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let signal = runtime.block_on(shutdown_signal())?;
+    let signal = runtime.block_on(signals.wait());
     tracing::info!(signal, "shutting down");
     engine.close().context("closing the storage engine")?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    })
+struct ShutdownSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<ShutdownSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }
