@@ -8,22 +8,25 @@ use tidefeed_engine::{
 };
 use tidefeed_feed::{read_page, EventOp, FeedError, Filter, Format};
 
+/// A table with one int64 key column `id`.
+fn id_table(name: &str) -> TableSchema {
+    TableSchema {
+        name: name.into(),
+        columns: vec![Column {
+            name: "id".into(),
+            ty: ColumnType::Int64,
+            nullable: false,
+        }],
+        primary_key: vec!["id".into()],
+    }
+}
+
 fn engine_with_history(dir: &std::path::Path) -> Engine {
     let mut options = EngineOptions::new(dir);
     options.memtable_bytes = 8 << 10;
     let engine = Engine::open(options).unwrap();
     for name in ["a", "b"] {
-        engine
-            .create_table(TableSchema {
-                name: name.into(),
-                columns: vec![Column {
-                    name: "id".into(),
-                    ty: ColumnType::Int64,
-                    nullable: false,
-                }],
-                primary_key: vec!["id".into()],
-            })
-            .unwrap();
+        engine.create_table(id_table(name)).unwrap();
     }
     for i in 0..600i64 {
         let table = if i % 3 == 0 { "b" } else { "a" };
@@ -139,17 +142,7 @@ fn reading_below_retention_is_an_error_not_an_empty_page() {
     options.memtable_bytes = 8 << 10;
     options.history_window = Some(std::time::Duration::ZERO);
     let engine = Engine::open(options).unwrap();
-    engine
-        .create_table(TableSchema {
-            name: "a".into(),
-            columns: vec![Column {
-                name: "id".into(),
-                ty: ColumnType::Int64,
-                nullable: false,
-            }],
-            primary_key: vec!["id".into()],
-        })
-        .unwrap();
+    engine.create_table(id_table("a")).unwrap();
     for i in 0..500i64 {
         engine
             .write(vec![Mutation::upsert(

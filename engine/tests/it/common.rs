@@ -195,3 +195,17 @@ impl ChildWriter {
         self.child.wait().unwrap();
     }
 }
+
+/// Asserts that each acknowledged `(id, seq)` of `accounts` is the row's
+/// current version, and that the feed is chain-consistent.
+pub fn assert_acknowledged_present(engine: &Engine, acked: &[(i64, Seq)]) {
+    for (id, seq) in acked {
+        let row = engine.get("accounts", &[Value::Int64(*id)], None).unwrap();
+        assert_eq!(
+            row.map(|r| r.seq),
+            Some(*seq),
+            "acknowledged write {id} lost"
+        );
+    }
+    assert_chain_consistent(&all_changes(engine), engine.visible_seq());
+}

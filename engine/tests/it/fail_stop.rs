@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tidefeed_engine::{Engine, EngineOptions, Error, FaultInjector, Mutation, Value, WalStage};
 
-use crate::common::{account, accounts_schema, all_changes, assert_chain_consistent, open};
+use crate::common::{account, accounts_schema, assert_acknowledged_present, open};
 
 fn run_until_poisoned(arm: impl FnOnce(&FaultInjector), expected: WalStage) {
     let dir = tempfile::tempdir().unwrap();
@@ -81,15 +81,7 @@ fn run_until_poisoned(arm: impl FnOnce(&FaultInjector), expected: WalStage) {
             .unwrap()
             .is_some());
     }
-    for (id, seq) in &acked {
-        let row = engine.get("accounts", &[Value::Int64(*id)], None).unwrap();
-        assert_eq!(
-            row.map(|r| r.seq),
-            Some(*seq),
-            "acknowledged write {id} lost"
-        );
-    }
-    assert_chain_consistent(&all_changes(&engine), engine.visible_seq());
+    assert_acknowledged_present(&engine, &acked);
     engine
         .write(vec![Mutation::upsert("accounts", account(1, "after", 1))])
         .unwrap();

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use tidefeed_engine::{Engine, EngineOptions, Error, FaultInjector, Mutation, Value, WalStage};
 
 use crate::common::{
-    account, accounts_schema, all_changes, all_rows, assert_chain_consistent, events_schema,
-    ChildWriter,
+    account, accounts_schema, all_changes, all_rows, assert_acknowledged_present,
+    assert_chain_consistent, events_schema, ChildWriter,
 };
 
 pub fn small_options(dir: &Path) -> EngineOptions {
@@ -177,15 +177,7 @@ fn a_failed_flush_stops_writes_and_a_restart_recovers_from_the_wal() {
     drop(engine);
 
     let engine = Engine::open(small_options(dir.path())).unwrap();
-    for (id, seq) in &acked {
-        let row = engine.get("accounts", &[Value::Int64(*id)], None).unwrap();
-        assert_eq!(
-            row.map(|r| r.seq),
-            Some(*seq),
-            "acknowledged write {id} lost"
-        );
-    }
-    assert_chain_consistent(&all_changes(&engine), engine.visible_seq());
+    assert_acknowledged_present(&engine, &acked);
 }
 
 #[test]
