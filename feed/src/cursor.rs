@@ -15,6 +15,7 @@ use tidefeed_engine::{Engine, Seq};
 use crate::encode::{encode, EncodedEvent, Format};
 use crate::error::FeedError;
 use crate::event::{ChangeEvent, EventOp};
+use crate::shared_encodings::SharedEncodings;
 
 /// Which events a reader wants. Empty sets mean "all".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub struct ChangePage {
 
 /// How many changes one page may examine per event it may return, so a
 /// selective filter over a long backlog answers in bounded time.
-const SCAN_FACTOR: usize = 64;
+pub(crate) const SCAN_FACTOR: usize = 64;
 
 /// Reads up to `limit` matching events after `since`. Fails with the
 /// engine's `BelowRetention` when `since` is older than retained history.
@@ -52,20 +53,42 @@ pub fn read_page(
     filter: &Filter,
     format: Format,
 ) -> Result<ChangePage, FeedError> {
+    scan(engine, since, None, limit, filter, format, None)
+}
+
+/// The scan behind pages and subscriptions: at most `limit` matching
+/// events and `limit * SCAN_FACTOR` examined changes in `(since, upto]`,
+/// encoded through `encodings` when given.
+pub(crate) fn scan(
+    engine: &Engine,
+    since: Seq,
+    upto: Option<Seq>,
+    limit: usize,
+    filter: &Filter,
+    format: Format,
+    encodings: Option<&SharedEncodings>,
+) -> Result<ChangePage, FeedError> {
     let limit = limit.max(1);
     let budget = limit.saturating_mul(SCAN_FACTOR);
     let mut events = Vec::with_capacity(limit.min(1024));
     let mut next = since;
-    for (examined, change) in engine.changes(since, None)?.enumerate() {
+    for (examined, change) in engine.changes(since, upto)?.enumerate() {
         if events.len() == limit || examined == budget {
             break;
         }
         let change = change?;
         next = change.seq();
-        if filter.matches(change.table().name(), change.kind().into()) {
-            let event = ChangeEvent::from_change(&change)?;
-            events.push((event.seq, encode(&event, format)));
+        if !filter.matches(change.table().name(), change.kind().into()) {
+            continue;
         }
+        let encode_now = || -> Result<EncodedEvent, FeedError> {
+            Ok(encode(&ChangeEvent::from_change(&change)?, format))
+        };
+        let bytes = match encodings {
+            Some(cache) => cache.get_or_encode(next, format, encode_now)?,
+            None => encode_now()?,
+        };
+        events.push((next, bytes));
     }
     Ok(ChangePage { events, next })
 }

@@ -13,6 +13,9 @@ pub enum FeedError {
     NotAnObject { table: String },
     #[error(transparent)]
     Engine(#[from] tidefeed_engine::Error),
+    /// The engine closed under a live subscription.
+    #[error("the feed is closed")]
+    Closed,
 }
 
 /// Why a JSON value does not fit a column type.

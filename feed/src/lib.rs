@@ -3,12 +3,13 @@
 //! Today: the change event ([`ChangeEvent`]), its wire encodings (the
 //! native JSON event and the Debezium envelope, [`encode`]), the JSON form
 //! of typed values by column type ([`json`]), which the HTTP API uses for
-//! rows too, and the pull cursor ([`read_page`]) with table and op filters.
+//! rows too, the pull cursor ([`read_page`]) with table and op filters,
+//! and live subscriptions ([`Feed::subscribe`]) that share encodings and
+//! emit resolved watermarks.
 //!
-//! Still to come with issue [3/6]: live subscriptions (waiting for new
-//! seqs, encode-once sharing between subscribers), periodic resolved
-//! watermarks, retention with durable consumers, snapshots, and the
-//! oversized-event policy. Nothing here pretends to provide them.
+//! Still to come with issue [3/6]: retention with durable consumers,
+//! snapshots, and the oversized-event policy. Nothing here pretends to
+//! provide them.
 
 mod base64;
 mod cursor;
@@ -16,9 +17,12 @@ mod encode;
 mod error;
 mod event;
 pub mod json;
+mod shared_encodings;
+mod subscription;
 pub mod time;
 
 pub use cursor::{read_page, ChangePage, Filter};
 pub use encode::{encode, EncodedEvent, Format};
 pub use error::{FeedError, JsonProblem};
 pub use event::{ChangeEvent, EventOp};
+pub use subscription::{Feed, FeedItem, SubscribeOptions, Subscription};

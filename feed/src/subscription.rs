@@ -1,0 +1,192 @@
+//! Live subscriptions.
+//!
+//! A subscriber is a position over the shared, ordered log and nothing
+//! more: there is no per-subscriber queue of events. It reads in bounded
+//! batches from wherever its position is (table files, then memtables),
+//! off the async executor, and at the head it waits for `visible_seq` to
+//! move. A slow subscriber simply reads from further back: it never blocks
+//! writers, never loses events, and holds at most one batch in memory.
+//! Catch-up becomes live with no gap and no duplicate because both are the
+//! same loop over the same position.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidefeed_engine::{Engine, Seq};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::cursor::{scan, ChangePage, Filter};
+use crate::encode::{EncodedEvent, Format};
+use crate::error::FeedError;
+use crate::shared_encodings::SharedEncodings;
+
+/// Matching events one catch-up read may collect.
+const BATCH_EVENTS: usize = 256;
+/// Encoded events kept for sharing between subscribers.
+const SHARED_ENCODINGS: usize = 64 * 1024;
+
+/// The feed over one engine: hands out subscriptions that share encodings.
+#[derive(Clone)]
+pub struct Feed {
+    engine: Engine,
+    encodings: Arc<SharedEncodings>,
+}
+
+/// Where a subscription starts and what it wants.
+#[derive(Debug, Clone)]
+pub struct SubscribeOptions {
+    /// Events with seq > `since`; `None` starts at the current head.
+    pub since: Option<Seq>,
+    pub filter: Filter,
+    pub format: Format,
+    /// How often a resolved watermark is emitted (default 1 s).
+    pub resolved_interval: Duration,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> SubscribeOptions {
+        SubscribeOptions {
+            since: None,
+            filter: Filter::default(),
+            format: Format::Native,
+            resolved_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a subscription yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    Event {
+        seq: Seq,
+        bytes: EncodedEvent,
+    },
+    /// Every event with seq <= `seq` that passes the filter has been
+    /// delivered: a position a client can checkpoint even when filtered
+    /// or idle.
+    Resolved {
+        seq: Seq,
+    },
+}
+
+impl Feed {
+    pub fn new(engine: Engine) -> Feed {
+        Feed {
+            engine,
+            encodings: Arc::new(SharedEncodings::new(SHARED_ENCODINGS)),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Starts a subscription. Fails with `BelowRetention` if `since` is
+    /// older than retained history.
+    pub fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, FeedError> {
+        let mut visible = self.engine.watch_visible();
+        let head = *visible.borrow_and_update();
+        let position = options.since.unwrap_or(head);
+        let low_water = self.engine.low_water();
+        if position < low_water {
+            return Err(tidefeed_engine::Error::BelowRetention {
+                requested: position,
+                low_water,
+            }
+            .into());
+        }
+        Ok(Subscription {
+            feed: self.clone(),
+            position,
+            filter: Arc::new(options.filter),
+            format: options.format,
+            visible,
+            ready: VecDeque::new(),
+            resolved_interval: options.resolved_interval,
+            resolved_sent: position,
+            next_resolved_at: Instant::now() + options.resolved_interval,
+        })
+    }
+}
+
+/// A live position over the feed. Dropping it ends it.
+pub struct Subscription {
+    feed: Feed,
+    position: Seq,
+    filter: Arc<Filter>,
+    format: Format,
+    visible: watch::Receiver<Seq>,
+    /// The current batch, at most `BATCH_EVENTS` events.
+    ready: VecDeque<(Seq, EncodedEvent)>,
+    resolved_interval: Duration,
+    resolved_sent: Seq,
+    next_resolved_at: Instant,
+}
+
+impl Subscription {
+    /// The last seq examined: every matching event up to it has been read
+    /// into this subscription (delivered, or next in line).
+    pub fn position(&self) -> Seq {
+        self.position
+    }
+
+    /// The next event or resolved watermark. Waits at the head of the log.
+    /// An error (history gone below low-water, storage failure, engine
+    /// closed) ends the subscription: it never skips ahead.
+    pub async fn next(&mut self) -> Result<FeedItem, FeedError> {
+        loop {
+            if let Some((seq, bytes)) = self.ready.pop_front() {
+                return Ok(FeedItem::Event { seq, bytes });
+            }
+            if Instant::now() >= self.next_resolved_at {
+                self.next_resolved_at = Instant::now() + self.resolved_interval;
+                if self.position > self.resolved_sent {
+                    self.resolved_sent = self.position;
+                    return Ok(FeedItem::Resolved { seq: self.position });
+                }
+            }
+            // Marks the value seen before comparing, so a seq published
+            // after this line wakes `changed()` below.
+            let visible = *self.visible.borrow_and_update();
+            if self.position < visible {
+                let page = self.read_batch(visible).await?;
+                self.position = page.next;
+                self.ready.extend(page.events);
+                continue;
+            }
+            tokio::select! {
+                changed = self.visible.changed() => {
+                    if changed.is_err() {
+                        return Err(FeedError::Closed);
+                    }
+                }
+                _ = tokio::time::sleep_until(self.next_resolved_at) => {}
+            }
+        }
+    }
+
+    /// Reads the next batch on the blocking pool: it may read table files.
+    async fn read_batch(&self, upto: Seq) -> Result<ChangePage, FeedError> {
+        let (feed, filter, format, since) = (
+            self.feed.clone(),
+            self.filter.clone(),
+            self.format,
+            self.position,
+        );
+        tokio::task::spawn_blocking(move || {
+            scan(
+                &feed.engine,
+                since,
+                Some(upto),
+                BATCH_EVENTS,
+                &filter,
+                format,
+                Some(&feed.encodings),
+            )
+        })
+        .await
+        .map_err(|_| FeedError::Closed)?
+    }
+}
