@@ -84,11 +84,21 @@ impl Feed {
     }
 
     /// Starts a subscription. Fails with `BelowRetention` if `since` is
-    /// older than retained history.
+    /// older than retained history, and with `FutureSeq` if it is ahead
+    /// of the log.
     pub fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, FeedError> {
         let mut visible = self.engine.watch_visible();
         let head = *visible.borrow_and_update();
         let position = options.since.unwrap_or(head);
+        if position > head {
+            // A position the log never reached (a stale id from another
+            // data directory, say): waiting would hide the mistake.
+            return Err(tidefeed_engine::Error::FutureSeq {
+                requested: position,
+                visible: head,
+            }
+            .into());
+        }
         let low_water = self.engine.low_water();
         if position < low_water {
             return Err(tidefeed_engine::Error::BelowRetention {

@@ -310,4 +310,16 @@ async fn subscribing_below_retention_fails_loudly() {
             ..Default::default()
         })
         .is_ok());
+    let ahead = feed.engine().visible_seq() + 1;
+    let err = feed
+        .subscribe(SubscribeOptions {
+            since: Some(ahead),
+            ..Default::default()
+        })
+        .err()
+        .expect("ahead of the log");
+    assert!(
+        matches!(err, FeedError::Engine(Error::FutureSeq { requested, .. }) if requested == ahead),
+        "{err}"
+    );
 }
