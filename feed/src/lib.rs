@@ -25,4 +25,4 @@ pub use cursor::{read_page, ChangePage, Filter};
 pub use encode::{encode, EncodedEvent, Format};
 pub use error::{FeedError, JsonProblem};
 pub use event::{ChangeEvent, EventOp};
-pub use subscription::{Feed, FeedItem, SubscribeOptions, Subscription};
+pub use subscription::{Feed, FeedItem, SubscribeOptions, Subscription, BATCH_EVENTS};

@@ -22,8 +22,9 @@ use crate::encode::{EncodedEvent, Format};
 use crate::error::FeedError;
 use crate::shared_encodings::SharedEncodings;
 
-/// Matching events one catch-up read may collect.
-const BATCH_EVENTS: usize = 256;
+/// Matching events one catch-up read may collect: the most a subscriber
+/// ever holds.
+pub const BATCH_EVENTS: usize = 256;
 /// Encoded events kept for sharing between subscribers.
 const SHARED_ENCODINGS: usize = 64 * 1024;
 
@@ -140,6 +141,11 @@ impl Subscription {
     /// into this subscription (delivered, or next in line).
     pub fn position(&self) -> Seq {
         self.position
+    }
+
+    /// Events read from the log but not yet returned: at most one batch.
+    pub fn buffered(&self) -> usize {
+        self.ready.len()
     }
 
     /// The next event or resolved watermark. Waits at the head of the log.
