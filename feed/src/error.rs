@@ -13,6 +13,10 @@ pub enum FeedError {
     NotAnObject { table: String },
     #[error(transparent)]
     Engine(#[from] tidefeed_engine::Error),
+    /// A snapshot is consistent at the current head, so it cannot start
+    /// from a given position.
+    #[error("a snapshot starts at the current head; it cannot be combined with a start position")]
+    SnapshotWithPosition,
     /// The engine closed under a live subscription.
     #[error("the feed is closed")]
     Closed,

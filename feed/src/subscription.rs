@@ -13,13 +13,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidefeed_engine::{Engine, Seq};
+use tidefeed_engine::{Engine, KeyRange, Seq, Table, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::cursor::{scan, ChangePage, Filter};
-use crate::encode::{EncodedEvent, Format};
+use crate::encode::{encode, EncodedEvent, Format};
 use crate::error::FeedError;
+use crate::event::ChangeEvent;
 use crate::shared_encodings::SharedEncodings;
 
 /// Matching events one catch-up read may collect: the most a subscriber
@@ -44,6 +45,12 @@ pub struct SubscribeOptions {
     pub format: Format,
     /// How often a resolved watermark is emitted (default 1 s).
     pub resolved_interval: Duration,
+    /// Start with the current rows of the filter's tables (all tables if
+    /// it names none) as `read` events consistent at one seq S, then the
+    /// changes after S. Needs `since: None`. The ops filter applies to
+    /// changes only: snapshot rows are not changes. The end of the
+    /// snapshot is marked by `Resolved { seq: S }`.
+    pub snapshot: bool,
 }
 
 impl Default for SubscribeOptions {
@@ -53,6 +60,7 @@ impl Default for SubscribeOptions {
             filter: Filter::default(),
             format: Format::Native,
             resolved_interval: Duration::from_secs(1),
+            snapshot: false,
         }
     }
 }
@@ -100,6 +108,9 @@ impl Feed {
             }
             .into());
         }
+        if options.snapshot && options.since.is_some() {
+            return Err(FeedError::SnapshotWithPosition);
+        }
         let low_water = self.engine.low_water();
         if position < low_water {
             return Err(tidefeed_engine::Error::BelowRetention {
@@ -108,8 +119,25 @@ impl Feed {
             }
             .into());
         }
+        let snapshot = options.snapshot.then(|| {
+            let tables = self
+                .engine
+                .tables()
+                .into_iter()
+                .filter(|t| {
+                    options.filter.tables.is_empty() || options.filter.tables.contains(t.name())
+                })
+                .collect();
+            Snapshot {
+                tables,
+                next_key: None,
+                at: position,
+                ts: None,
+            }
+        });
         Ok(Subscription {
             feed: self.clone(),
+            snapshot,
             position,
             filter: Arc::new(options.filter),
             format: options.format,
@@ -122,9 +150,24 @@ impl Feed {
     }
 }
 
+/// Rows still to send before the live stream, all as of seq `at`.
+struct Snapshot {
+    tables: VecDeque<Arc<Table>>,
+    /// Where the current table's next page starts.
+    next_key: Option<Vec<Value>>,
+    at: Seq,
+    /// Commit time of `at`, looked up with the first page.
+    ts: Option<i64>,
+}
+
+/// Rows per snapshot page.
+const SNAPSHOT_PAGE: usize = 256;
+
 /// A live position over the feed. Dropping it ends it.
 pub struct Subscription {
     feed: Feed,
+    /// Present until every snapshot row has been read.
+    snapshot: Option<Snapshot>,
     position: Seq,
     filter: Arc<Filter>,
     format: Format,
@@ -156,6 +199,17 @@ impl Subscription {
             if let Some((seq, bytes)) = self.ready.pop_front() {
                 return Ok(FeedItem::Event { seq, bytes });
             }
+            if let Some(snapshot) = &self.snapshot {
+                if snapshot.tables.is_empty() {
+                    // The snapshot is complete: every row as of S has been
+                    // sent, which a client may checkpoint as S.
+                    self.snapshot = None;
+                    self.resolved_sent = self.position;
+                    return Ok(FeedItem::Resolved { seq: self.position });
+                }
+                self.read_snapshot_page().await?;
+                continue;
+            }
             if Instant::now() >= self.next_resolved_at {
                 self.next_resolved_at = Instant::now() + self.resolved_interval;
                 if self.position > self.resolved_sent {
@@ -183,6 +237,63 @@ impl Subscription {
         }
     }
 
+    /// Reads the next page of snapshot rows into `ready`, as of the
+    /// snapshot seq, so concurrent writes never leak in.
+    async fn read_snapshot_page(&mut self) -> Result<(), FeedError> {
+        let snapshot = self
+            .snapshot
+            .as_mut()
+            .expect("called while a snapshot is pending");
+        let table = snapshot
+            .tables
+            .front()
+            .cloned()
+            .expect("called while tables remain");
+        let (engine, at, known_ts, format) = (
+            self.feed.engine.clone(),
+            snapshot.at,
+            snapshot.ts,
+            self.format,
+        );
+        let range = KeyRange {
+            start: snapshot.next_key.take(),
+            end: None,
+        };
+        let (events, next, ts) = tokio::task::spawn_blocking(move || -> Result<_, FeedError> {
+            let page = engine.scan(table.name(), &range, SNAPSHOT_PAGE, Some(at))?;
+            let ts = match known_ts {
+                Some(ts) => ts,
+                None => commit_ts(&engine, at)?,
+            };
+            let events: Vec<(Seq, EncodedEvent)> = page
+                .rows
+                .into_iter()
+                .map(|row| {
+                    (
+                        at,
+                        encode(
+                            &ChangeEvent::snapshot_read(table.clone(), row.row, at, ts),
+                            format,
+                        ),
+                    )
+                })
+                .collect();
+            Ok((events, page.next, ts))
+        })
+        .await
+        .map_err(|_| FeedError::Closed)??;
+        self.ready.extend(events);
+        let snapshot = self.snapshot.as_mut().expect("still pending");
+        snapshot.ts = Some(ts);
+        match next {
+            Some(key) => snapshot.next_key = Some(key),
+            None => {
+                snapshot.tables.pop_front();
+            }
+        }
+        Ok(())
+    }
+
     /// Reads the next batch on the blocking pool: it may read table files.
     async fn read_batch(&self, upto: Seq) -> Result<ChangePage, FeedError> {
         let (feed, filter, format, since) = (
@@ -204,5 +315,16 @@ impl Subscription {
         })
         .await
         .map_err(|_| FeedError::Closed)?
+    }
+}
+
+/// The commit time of `seq` (0 for the empty log), for snapshot rows.
+fn commit_ts(engine: &Engine, seq: Seq) -> Result<i64, FeedError> {
+    if seq == 0 {
+        return Ok(0);
+    }
+    match engine.changes(seq - 1, Some(seq))?.next() {
+        Some(change) => Ok(change?.ts_micros()),
+        None => Ok(0),
     }
 }

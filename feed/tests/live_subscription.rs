@@ -166,6 +166,7 @@ async fn a_thousand_filtered_subscriptions_each_get_exactly_their_events() {
                 filter: filter.clone(),
                 format: Format::Native,
                 resolved_interval: Duration::from_millis(100),
+                snapshot: false,
             })
             .unwrap()
         })
@@ -239,6 +240,7 @@ async fn resolved_watermarks_let_an_idle_filtered_subscriber_checkpoint() {
             },
             format: Format::Debezium,
             resolved_interval: Duration::from_millis(50),
+            snapshot: false,
         })
         .unwrap();
     assert_eq!(
