@@ -17,6 +17,7 @@ use crate::codec::{key, row};
 use crate::commit::request::{prepare, Mutation, WriteResult};
 use crate::commit::thread::{CommitThread, Request};
 use crate::compaction::pick::CompactionLimits;
+use crate::consumers::{ConsumerInfo, Consumers};
 use crate::error::{Error, Result, WalStage};
 use crate::flow::FlowLimits;
 use crate::flush::{BackgroundConfig, FlushSignal, FlushWorker};
@@ -56,6 +57,10 @@ pub(crate) struct Shared {
     /// Counts completed flushes; the commit thread waits on it while stalled.
     flushes: Mutex<u64>,
     flushed: Condvar,
+    pub consumers: Consumers,
+    /// Held while low-water moves and while a consumer is created, so a
+    /// consumer can never be created at a position retention is dropping.
+    pub retention: Mutex<()>,
 }
 
 impl Shared {
@@ -205,6 +210,7 @@ impl Engine {
 
         let catalog = Catalog::open(&dir)?;
         let catalog_snapshot = catalog.snapshot();
+        let consumers = Consumers::open(&dir)?;
 
         let manifest = Manifest::load(&dir)?;
         let sst_dir = dir.join(SST_DIR);
@@ -288,6 +294,8 @@ impl Engine {
             failure: Mutex::new(None),
             flushes: Mutex::new(0),
             flushed: Condvar::new(),
+            consumers,
+            retention: Mutex::new(()),
         });
 
         let (flush_signal, flush_signals) = mpsc::channel();
@@ -307,6 +315,8 @@ impl Engine {
                     max_levels: 7,
                 },
                 table_file_bytes: options.table_file_bytes.max(1),
+                max_retention_bytes: options.max_retention_bytes,
+                consumer_idle_expiry: options.consumer_idle_expiry,
             },
             cache,
         };
@@ -558,6 +568,50 @@ impl Engine {
         Ok(ChangeIter::new(state, catalog, since, upto.max(since)))
     }
 
+    /// Creates a durable consumer at `position` (default: the visible
+    /// seq). While it is valid, retention keeps every change after its
+    /// position.
+    pub fn create_consumer(&self, name: &str, position: Option<Seq>) -> Result<ConsumerInfo> {
+        let shared = &self.inner.shared;
+        let _retention = shared.retention.lock().expect("retention lock poisoned");
+        let (position, state) = self.read_at(position)?;
+        debug_assert!(position >= state.low_water);
+        shared.consumers.create(name, position, now_micros())
+    }
+
+    /// The consumer, whether valid or invalidated (with the reason).
+    pub fn consumer(&self, name: &str) -> Result<ConsumerInfo> {
+        self.inner.shared.consumers.get(name)
+    }
+
+    /// A valid consumer's position; for an invalidated one, the error that
+    /// says why (its history may be gone).
+    pub fn consumer_position(&self, name: &str) -> Result<Seq> {
+        Ok(self.inner.shared.consumers.get_valid(name)?.position)
+    }
+
+    /// Every consumer, by name.
+    pub fn consumers(&self) -> Vec<ConsumerInfo> {
+        self.inner.shared.consumers.list()
+    }
+
+    /// Acknowledges every change up to `seq` for the consumer. Acks never
+    /// move a position back. Fails for an invalidated consumer, saying why.
+    pub fn ack_consumer(&self, name: &str, seq: Seq) -> Result<ConsumerInfo> {
+        let visible = self.visible_seq();
+        if seq > visible {
+            return Err(Error::FutureSeq {
+                requested: seq,
+                visible,
+            });
+        }
+        self.inner.shared.consumers.ack(name, seq, now_micros())
+    }
+
+    pub fn delete_consumer(&self, name: &str) -> Result<()> {
+        self.inner.shared.consumers.delete(name)
+    }
+
     /// Every change with seq above this is retained.
     pub fn low_water(&self) -> Seq {
         self.inner.shared.state().low_water
@@ -662,6 +716,12 @@ impl Drop for Inner {
             tracing::error!(%error, "engine shutdown on drop failed");
         }
     }
+}
+
+pub(crate) fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 fn decode_row(table: &Table, seq: Seq, bytes: &[u8]) -> Result<Row> {

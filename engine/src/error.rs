@@ -107,6 +107,16 @@ pub enum Error {
     #[error("history below seq {low_water} is no longer retained (requested {requested})")]
     BelowRetention { requested: Seq, low_water: Seq },
 
+    #[error("consumer name {name:?} must be 1 to 64 characters of a-z, 0-9, '_', '-', '.'")]
+    InvalidConsumerName { name: String },
+    #[error("consumer {name:?} already exists")]
+    ConsumerExists { name: String },
+    #[error("consumer {name:?} does not exist")]
+    NoSuchConsumer { name: String },
+    /// The consumer stopped holding retention; its history may be gone.
+    #[error("consumer {name:?} was invalidated: {reason}")]
+    ConsumerInvalidated { name: String, reason: String },
+
     /// A read asked for a seq that has not been committed yet.
     #[error("seq {requested} is not yet visible (visible seq is {visible})")]
     FutureSeq { requested: Seq, visible: Seq },

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -47,6 +47,8 @@ pub(crate) struct BackgroundConfig {
     pub history_window: Option<Duration>,
     pub limits: CompactionLimits,
     pub table_file_bytes: u64,
+    pub max_retention_bytes: Option<u64>,
+    pub consumer_idle_expiry: Option<Duration>,
 }
 
 pub(crate) struct FlushWorker {
@@ -67,7 +69,12 @@ impl FlushWorker {
             match signals.recv_timeout(IDLE_TICK) {
                 Ok(FlushSignal::Work) | Err(RecvTimeoutError::Timeout) => {}
                 Ok(FlushSignal::CompactAll(reply)) => full = Some(reply),
-                Ok(FlushSignal::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(FlushSignal::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    if let Err(error) = self.shared.consumers.persist_acks() {
+                        tracing::error!(%error, "could not write consumer acks at shutdown");
+                    }
+                    return;
+                }
             }
             let result = self.round(full.is_some());
             if let Some(reply) = full {
@@ -91,6 +98,7 @@ impl FlushWorker {
             self.flush(&memtable)?;
         }
         self.advance_low_water()?;
+        self.shared.consumers.persist_acks()?;
         if full {
             if let Some(task) = pick::full(&self.summaries()) {
                 self.compact(task)?;
@@ -178,16 +186,53 @@ impl FlushWorker {
         builder.finish()
     }
 
+    /// Moves low-water to what the history window allows, held back by
+    /// valid durable consumers. Consumers idle past their expiry, or
+    /// holding history past `max_retention_bytes`, are invalidated first.
     fn advance_low_water(&mut self) -> Result<()> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
-        let low_water = retention::low_water(
+        let shared = self.shared.clone();
+        let _retention = shared.retention.lock().expect("retention lock poisoned");
+        let consumers = &shared.consumers;
+        let now = crate::engine::now_micros();
+        if let Some(expiry) = self.config.consumer_idle_expiry {
+            let horizon = now.saturating_sub(i64::try_from(expiry.as_micros()).unwrap_or(i64::MAX));
+            for name in consumers.idle_before(horizon) {
+                consumers.invalidate(
+                    &name,
+                    format!("no ack for longer than the idle expiry of {expiry:?}"),
+                )?;
+                shared.metrics.consumers_invalidated.add(1);
+            }
+        }
+        let window = retention::low_water(
             self.manifest.low_water,
             &self.manifest.checkpoints,
             now,
             self.config.history_window,
         );
+        let retained: u64 = shared.state().files().map(|f| f.bytes).sum();
+        let low_water = loop {
+            match consumers.hold() {
+                Some((position, name)) if position < window => {
+                    if let Some(cap) = self
+                        .config
+                        .max_retention_bytes
+                        .filter(|cap| retained > *cap)
+                    {
+                        consumers.invalidate(
+                            &name,
+                            format!("it held {retained} bytes of history, more than max_retention_bytes ({cap})"),
+                        )?;
+                        shared.metrics.consumers_invalidated.add(1);
+                        continue;
+                    }
+                    // Consumers are created at or above low-water, and
+                    // their acks only move forward.
+                    break position.max(self.manifest.low_water);
+                }
+                _ => break window,
+            }
+        };
         if low_water == self.manifest.low_water {
             return Ok(());
         }

@@ -33,6 +33,7 @@ pub(crate) struct EngineMetrics {
     pub write_stalls: Counter,
     pub compactions: Counter,
     pub compacted_bytes: Counter,
+    pub consumers_invalidated: Counter,
 }
 
 /// A point-in-time copy of the engine's counters.
@@ -61,6 +62,8 @@ pub struct MetricsSnapshot {
     pub compactions: u64,
     /// Bytes of table files written by compactions.
     pub compacted_bytes: u64,
+    /// Durable consumers invalidated (retention cap or idle expiry).
+    pub consumers_invalidated: u64,
     /// Gauge: memtables waiting for flush.
     pub immutable_memtables: u64,
     /// Gauge: table files in level 0.
@@ -89,6 +92,7 @@ impl EngineMetrics {
             write_stalls: self.write_stalls.get(),
             compactions: self.compactions.get(),
             compacted_bytes: self.compacted_bytes.get(),
+            consumers_invalidated: self.consumers_invalidated.get(),
             immutable_memtables: 0,
             l0_files: 0,
             flushed_seq: 0,

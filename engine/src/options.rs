@@ -33,6 +33,13 @@ pub struct EngineOptions {
     /// How long history is retained: changes committed longer ago than this
     /// fall below the low-water mark once flushed. `None` keeps everything.
     pub history_window: Option<Duration>,
+    /// Retained table bytes past which the durable consumer holding the
+    /// oldest history is invalidated (so a dead consumer cannot fill the
+    /// disk). `None`: no cap.
+    pub max_retention_bytes: Option<u64>,
+    /// A durable consumer that has not acked for this long is invalidated.
+    /// `None`: consumers never expire.
+    pub consumer_idle_expiry: Option<Duration>,
     /// L0 files that trigger a compaction into L1.
     pub l0_compaction_trigger: usize,
     /// Target size of L1; each deeper level is ten times larger.
@@ -58,6 +65,8 @@ impl EngineOptions {
             max_immutable_memtables: 4,
             max_l0_files: 20,
             history_window: Some(Duration::from_secs(24 * 3600)),
+            max_retention_bytes: Some(64 << 30),
+            consumer_idle_expiry: Some(Duration::from_secs(7 * 24 * 3600)),
             l0_compaction_trigger: 4,
             level_base_bytes: 256 << 20,
             table_file_bytes: 64 << 20,

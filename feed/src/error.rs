@@ -17,6 +17,9 @@ pub enum FeedError {
     /// from a given position.
     #[error("a snapshot starts at the current head; it cannot be combined with a start position")]
     SnapshotWithPosition,
+    /// A consumer's stream starts at the consumer's position.
+    #[error("a consumer's stream starts at its acknowledged position; it cannot take a start position or a snapshot")]
+    ConsumerWithPosition,
     /// The engine closed under a live subscription.
     #[error("the feed is closed")]
     Closed,

@@ -51,6 +51,10 @@ pub struct SubscribeOptions {
     /// changes only: snapshot rows are not changes. The end of the
     /// snapshot is marked by `Resolved { seq: S }`.
     pub snapshot: bool,
+    /// Read as this durable consumer: start at its position (no `since`)
+    /// and fail, saying why, once it is invalidated. Acks stay explicit
+    /// (`Engine::ack_consumer`).
+    pub consumer: Option<String>,
 }
 
 impl Default for SubscribeOptions {
@@ -61,6 +65,7 @@ impl Default for SubscribeOptions {
             format: Format::Native,
             resolved_interval: Duration::from_secs(1),
             snapshot: false,
+            consumer: None,
         }
     }
 }
@@ -98,7 +103,14 @@ impl Feed {
     pub fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, FeedError> {
         let mut visible = self.engine.watch_visible();
         let head = *visible.borrow_and_update();
-        let position = options.since.unwrap_or(head);
+        let since = match &options.consumer {
+            Some(_) if options.since.is_some() || options.snapshot => {
+                return Err(FeedError::ConsumerWithPosition)
+            }
+            Some(name) => Some(self.engine.consumer_position(name)?),
+            None => options.since,
+        };
+        let position = since.unwrap_or(head);
         if position > head {
             // A position the log never reached (a stale id from another
             // data directory, say): waiting would hide the mistake.
@@ -137,6 +149,7 @@ impl Feed {
         });
         Ok(Subscription {
             feed: self.clone(),
+            consumer: options.consumer,
             snapshot,
             position,
             filter: Arc::new(options.filter),
@@ -166,6 +179,8 @@ const SNAPSHOT_PAGE: usize = 256;
 /// A live position over the feed. Dropping it ends it.
 pub struct Subscription {
     feed: Feed,
+    /// The durable consumer this subscription reads as, if any.
+    consumer: Option<String>,
     /// Present until every snapshot row has been read.
     snapshot: Option<Snapshot>,
     position: Seq,
@@ -302,7 +317,12 @@ impl Subscription {
             self.format,
             self.position,
         );
+        let consumer = self.consumer.clone();
         tokio::task::spawn_blocking(move || {
+            if let Some(name) = &consumer {
+                // An invalidated consumer is told so on its next read.
+                feed.engine.consumer_position(name)?;
+            }
             scan(
                 &feed.engine,
                 since,

@@ -167,6 +167,7 @@ async fn a_thousand_filtered_subscriptions_each_get_exactly_their_events() {
                 format: Format::Native,
                 resolved_interval: Duration::from_millis(100),
                 snapshot: false,
+                consumer: None,
             })
             .unwrap()
         })
@@ -241,6 +242,7 @@ async fn resolved_watermarks_let_an_idle_filtered_subscriber_checkpoint() {
             format: Format::Debezium,
             resolved_interval: Duration::from_millis(50),
             snapshot: false,
+            consumer: None,
         })
         .unwrap();
     assert_eq!(
@@ -322,6 +324,72 @@ async fn subscribing_below_retention_fails_loudly() {
         .expect("ahead of the log");
     assert!(
         matches!(err, FeedError::Engine(Error::FutureSeq { requested, .. }) if requested == ahead),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stream_starts_at_its_position_and_ends_loudly_when_invalidated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = EngineOptions::new(dir.path());
+    options.memtable_bytes = 8 << 10;
+    options.history_window = Some(Duration::ZERO);
+    options.max_retention_bytes = Some(1);
+    let engine = Engine::open(options).unwrap();
+    engine.create_table(table("a")).unwrap();
+    let writer = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..20 {
+            writer
+                .write(vec![Mutation::upsert("a", row(i, i))])
+                .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    engine.create_consumer("sink", Some(10)).unwrap();
+    let feed = Feed::new(engine.clone());
+    let mut subscription = feed
+        .subscribe(SubscribeOptions {
+            consumer: Some("sink".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    match subscription.next().await.unwrap() {
+        FeedItem::Event { seq, .. } => assert_eq!(seq, 11, "starts after the consumer's position"),
+        other => panic!("expected an event, got {other:?}"),
+    }
+    assert!(matches!(
+        feed.subscribe(SubscribeOptions {
+            consumer: Some("sink".into()),
+            since: Some(0),
+            ..Default::default()
+        }),
+        Err(FeedError::ConsumerWithPosition)
+    ));
+
+    // History grows past the cap: the consumer is invalidated, and the
+    // stream says so on its next read instead of skipping ahead.
+    let writer = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..1000 {
+            writer
+                .write(vec![Mutation::upsert("a", row(i % 30, i))])
+                .unwrap();
+        }
+        writer.flush().unwrap();
+        writer.compact().unwrap();
+    })
+    .await
+    .unwrap();
+    let err = loop {
+        match subscription.next().await {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(&err, FeedError::Engine(Error::ConsumerInvalidated { name, .. }) if name == "sink"),
         "{err}"
     );
 }

@@ -5,6 +5,7 @@ mod batches;
 mod before_image_chain;
 mod catalog;
 mod common;
+mod consumers;
 mod crash_recovery;
 mod fail_stop;
 mod flush;
