@@ -9,10 +9,11 @@
 //! `next` a resolved watermark for this reader.
 
 use std::collections::HashSet;
-
 use tidefeed_engine::{Engine, Seq};
 
-use crate::encode::{encode, EncodedEvent, Format};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::encode::{encode, encode_bounded, EncodedEvent, Format};
 use crate::error::FeedError;
 use crate::event::{ChangeEvent, EventOp};
 use crate::shared_encodings::SharedEncodings;
@@ -44,7 +45,16 @@ pub struct ChangePage {
 /// selective filter over a long backlog answers in bounded time.
 pub(crate) const SCAN_FACTOR: usize = 64;
 
-/// Reads up to `limit` matching events after `since`. Fails with the
+/// What a scan shares with the other readers of a `Feed`.
+pub(crate) struct Shared<'a> {
+    pub encodings: &'a SharedEncodings,
+    pub max_event_bytes: usize,
+    /// Events replaced by their key-only form (counted once per encoding).
+    pub oversized: &'a AtomicU64,
+}
+
+/// Reads up to `limit` matching events after `since`, with no size limit
+/// on events (a `Feed` applies the oversized-event policy). Fails with the
 /// engine's `BelowRetention` when `since` is older than retained history.
 pub fn read_page(
     engine: &Engine,
@@ -66,7 +76,7 @@ pub(crate) fn scan(
     limit: usize,
     filter: &Filter,
     format: Format,
-    encodings: Option<&SharedEncodings>,
+    shared: Option<&Shared<'_>>,
 ) -> Result<ChangePage, FeedError> {
     let limit = limit.max(1);
     let budget = limit.saturating_mul(SCAN_FACTOR);
@@ -81,12 +91,20 @@ pub(crate) fn scan(
         if !filter.matches(change.table().name(), change.kind().into()) {
             continue;
         }
-        let encode_now = || -> Result<EncodedEvent, FeedError> {
-            Ok(encode(&ChangeEvent::from_change(&change)?, format))
-        };
-        let bytes = match encodings {
-            Some(cache) => cache.get_or_encode(next, format, encode_now)?,
-            None => encode_now()?,
+        let bytes = match shared {
+            Some(shared) => shared.encodings.get_or_encode(
+                next,
+                format,
+                || -> Result<EncodedEvent, FeedError> {
+                    let event = ChangeEvent::from_change(&change)?;
+                    let (bytes, truncated) = encode_bounded(&event, format, shared.max_event_bytes);
+                    if truncated {
+                        shared.oversized.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(bytes)
+                },
+            )?,
+            None => encode(&ChangeEvent::from_change(&change)?, format),
         };
         events.push((next, bytes));
     }

@@ -7,9 +7,9 @@
 //! and live subscriptions ([`Feed::subscribe`]) that share encodings and
 //! emit resolved watermarks.
 //!
-//! Still to come with issue [3/6]: retention with durable consumers,
-//! snapshots, and the oversized-event policy. Nothing here pretends to
-//! provide them.
+//! Events larger than the feed's maximum are sent key-only with
+//! `"truncated": true` and counted ([`Feed::oversized_events`]); nothing is
+//! dropped.
 
 mod base64;
 mod cursor;
@@ -22,7 +22,9 @@ mod subscription;
 pub mod time;
 
 pub use cursor::{read_page, ChangePage, Filter};
-pub use encode::{encode, EncodedEvent, Format};
+pub use encode::{encode, encode_bounded, EncodedEvent, Format};
 pub use error::{FeedError, JsonProblem};
 pub use event::{ChangeEvent, EventOp};
-pub use subscription::{Feed, FeedItem, SubscribeOptions, Subscription, BATCH_EVENTS};
+pub use subscription::{
+    Feed, FeedItem, SubscribeOptions, Subscription, BATCH_EVENTS, DEFAULT_MAX_EVENT_BYTES,
+};

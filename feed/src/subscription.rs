@@ -10,6 +10,7 @@
 //! same loop over the same position.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,11 +30,17 @@ pub const BATCH_EVENTS: usize = 256;
 /// Encoded events kept for sharing between subscribers.
 const SHARED_ENCODINGS: usize = 64 * 1024;
 
+/// The largest encoded event sent whole, by default; larger ones follow
+/// the oversized-event policy (see [`crate::encode_bounded`]).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+
 /// The feed over one engine: hands out subscriptions that share encodings.
 #[derive(Clone)]
 pub struct Feed {
     engine: Engine,
     encodings: Arc<SharedEncodings>,
+    max_event_bytes: usize,
+    oversized: Arc<AtomicU64>,
 }
 
 /// Where a subscription starts and what it wants.
@@ -87,10 +94,51 @@ pub enum FeedItem {
 
 impl Feed {
     pub fn new(engine: Engine) -> Feed {
+        Feed::with_max_event_bytes(engine, DEFAULT_MAX_EVENT_BYTES)
+    }
+
+    /// A feed whose events larger than `max_event_bytes` (encoded) are
+    /// sent key-only, flagged `"truncated": true`, and counted.
+    pub fn with_max_event_bytes(engine: Engine, max_event_bytes: usize) -> Feed {
         Feed {
             engine,
             encodings: Arc::new(SharedEncodings::new(SHARED_ENCODINGS)),
+            max_event_bytes,
+            oversized: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Events sent key-only because they exceeded the maximum size.
+    pub fn oversized_events(&self) -> u64 {
+        self.oversized.load(Ordering::Relaxed)
+    }
+
+    fn shared(&self) -> crate::cursor::Shared<'_> {
+        crate::cursor::Shared {
+            encodings: &self.encodings,
+            max_event_bytes: self.max_event_bytes,
+            oversized: &self.oversized,
+        }
+    }
+
+    /// [`crate::read_page`] with this feed's shared encodings and
+    /// oversized-event policy.
+    pub fn read_page(
+        &self,
+        since: Seq,
+        limit: usize,
+        filter: &Filter,
+        format: Format,
+    ) -> Result<ChangePage, FeedError> {
+        scan(
+            &self.engine,
+            since,
+            None,
+            limit,
+            filter,
+            format,
+            Some(&self.shared()),
+        )
     }
 
     pub fn engine(&self) -> &Engine {
@@ -330,7 +378,7 @@ impl Subscription {
                 BATCH_EVENTS,
                 &filter,
                 format,
-                Some(&feed.encodings),
+                Some(&feed.shared()),
             )
         })
         .await

@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use crate::event::{ChangeEvent, EventOp};
-use crate::json::JsonRow;
+use crate::json::{JsonKey, JsonRow};
 
 #[derive(Serialize)]
 pub(super) struct Envelope<'a> {
@@ -18,6 +18,9 @@ pub(super) struct Envelope<'a> {
     source: Source<'a>,
     op: &'static str,
     ts_ms: i64,
+    /// Present (true) only on key-only events of the oversized policy.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
 }
 
 #[derive(Serialize)]
@@ -27,15 +30,26 @@ struct Source<'a> {
     seq: u64,
     ts_ms: i64,
     snapshot: &'static str,
+    /// The row's key, on key-only events (their images are null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<JsonKey<'a>>,
 }
 
 impl<'a> Envelope<'a> {
-    pub(super) fn of(event: &'a ChangeEvent) -> Envelope<'a> {
+    pub(super) fn of(event: &'a ChangeEvent, key_only: bool) -> Envelope<'a> {
         let table = &*event.table;
         let ts_ms = event.ts_micros.div_euclid(1000);
         Envelope {
-            before: event.before.as_ref().map(|row| JsonRow { table, row }),
-            after: event.after.as_ref().map(|row| JsonRow { table, row }),
+            before: event
+                .before
+                .as_ref()
+                .filter(|_| !key_only)
+                .map(|row| JsonRow { table, row }),
+            after: event
+                .after
+                .as_ref()
+                .filter(|_| !key_only)
+                .map(|row| JsonRow { table, row }),
             source: Source {
                 name: "tidefeed",
                 table: table.name(),
@@ -46,9 +60,14 @@ impl<'a> Envelope<'a> {
                 } else {
                     "false"
                 },
+                key: key_only.then_some(JsonKey {
+                    table,
+                    key: &event.key,
+                }),
             },
             op: event.op.debezium_code(),
             ts_ms,
+            truncated: key_only,
         }
     }
 }

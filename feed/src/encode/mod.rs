@@ -40,9 +40,29 @@ impl FromStr for Format {
 
 /// Encodes `event` in `format` as JSON.
 pub fn encode(event: &ChangeEvent, format: Format) -> EncodedEvent {
+    encode_as(event, format, false)
+}
+
+/// The oversized-event policy: encodes `event`, and if the result is
+/// larger than `max_bytes`, encodes its key-only form instead: images
+/// replaced by null and `"truncated": true` (the Debezium form also
+/// carries the key in `source.key`). Returns whether it was truncated.
+pub fn encode_bounded(
+    event: &ChangeEvent,
+    format: Format,
+    max_bytes: usize,
+) -> (EncodedEvent, bool) {
+    let full = encode_as(event, format, false);
+    if full.len() <= max_bytes {
+        return (full, false);
+    }
+    (encode_as(event, format, true), true)
+}
+
+fn encode_as(event: &ChangeEvent, format: Format, key_only: bool) -> EncodedEvent {
     let bytes = match format {
-        Format::Native => serde_json::to_vec(&native::Native::of(event)),
-        Format::Debezium => serde_json::to_vec(&debezium::Envelope::of(event)),
+        Format::Native => serde_json::to_vec(&native::Native::of(event, key_only)),
+        Format::Debezium => serde_json::to_vec(&debezium::Envelope::of(event, key_only)),
     };
     // Serialising owned values into a Vec cannot fail: every map key is a
     // string and there are no I/O errors.
