@@ -308,6 +308,7 @@ impl Engine {
             faults: options.faults.clone(),
             config: BackgroundConfig {
                 history_window: options.history_window,
+                history_bytes: options.history_bytes,
                 limits: CompactionLimits {
                     l0_trigger: options.l0_compaction_trigger.max(1),
                     level_base_bytes: options.level_base_bytes,

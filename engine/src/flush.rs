@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::fault::FaultInjector;
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
-use crate::retention;
+use crate::retention::{self, Checkpoint, Window};
 use crate::sst::builder::SstBuilder;
 use crate::sst::cache::BlockCache;
 use crate::sst::sst_path;
@@ -45,6 +45,7 @@ pub(crate) enum FlushSignal {
 
 pub(crate) struct BackgroundConfig {
     pub history_window: Option<Duration>,
+    pub history_bytes: Option<u64>,
     pub limits: CompactionLimits,
     pub table_file_bytes: u64,
     pub max_retention_bytes: Option<u64>,
@@ -154,7 +155,12 @@ impl FlushWorker {
         next.next_file_id = id + 1;
         next.flushed_seq = memtable.last_seq();
         next.levels[0].push(output.entry);
-        next.checkpoints.push((last.ts_micros, last.seq));
+        next.flushed_bytes += meta.file_bytes;
+        next.checkpoints.push(Checkpoint {
+            ts_micros: last.ts_micros,
+            seq: last.seq,
+            flushed_bytes: next.flushed_bytes,
+        });
         next.commit(&self.data_dir)?;
         self.manifest = next;
 
@@ -208,7 +214,10 @@ impl FlushWorker {
             self.manifest.low_water,
             &self.manifest.checkpoints,
             now,
-            self.config.history_window,
+            Window {
+                time: self.config.history_window,
+                bytes: self.config.history_bytes,
+            },
         );
         let retained: u64 = shared.state().files().map(|f| f.bytes).sum();
         let low_water = loop {

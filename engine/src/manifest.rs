@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Corruption, Error, Result};
 use crate::fsutil;
+use crate::retention::Checkpoint;
 use crate::Seq;
 
 pub(crate) const MANIFEST_FILE: &str = "MANIFEST";
@@ -45,9 +46,11 @@ pub(crate) struct Manifest {
     /// Every change with seq > low_water is retained; reads and change
     /// scans below it are refused. Never decreases.
     pub low_water: Seq,
-    /// (commit timestamp, seq) at each flush, newest last: what the time
-    /// window of retention is measured against.
-    pub checkpoints: Vec<(i64, Seq)>,
+    /// One per flush, newest last: what the retention window is measured
+    /// against.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Bytes of table files written by flushes, in total.
+    pub flushed_bytes: u64,
     /// `levels[0]` is L0: files flushed from memtables, oldest first, with
     /// disjoint seq ranges. Deeper levels are sorted by key, files within a
     /// level do not overlap, and every version in a level is newer than
@@ -63,6 +66,7 @@ impl Default for Manifest {
             flushed_seq: 0,
             low_water: 0,
             checkpoints: Vec::new(),
+            flushed_bytes: 0,
             levels: vec![Vec::new()],
         }
     }

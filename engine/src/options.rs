@@ -33,6 +33,10 @@ pub struct EngineOptions {
     /// How long history is retained: changes committed longer ago than this
     /// fall below the low-water mark once flushed. `None` keeps everything.
     pub history_window: Option<Duration>,
+    /// At most this many bytes of flushed history are retained (measured
+    /// as bytes written by flushes since a point). Both windows apply when
+    /// both are set. `None`: no bytes bound.
+    pub history_bytes: Option<u64>,
     /// Retained table bytes past which the durable consumer holding the
     /// oldest history is invalidated (so a dead consumer cannot fill the
     /// disk). `None`: no cap.
@@ -65,6 +69,7 @@ impl EngineOptions {
             max_immutable_memtables: 4,
             max_l0_files: 20,
             history_window: Some(Duration::from_secs(24 * 3600)),
+            history_bytes: None,
             max_retention_bytes: Some(64 << 30),
             consumer_idle_expiry: Some(Duration::from_secs(7 * 24 * 3600)),
             l0_compaction_trigger: 4,

@@ -142,3 +142,42 @@ fn a_window_of_forever_keeps_every_change() {
     assert_eq!(engine.low_water(), 0);
     assert_eq!(engine.changes(0, None).unwrap().count(), 1500);
 }
+
+#[test]
+fn a_bytes_window_keeps_at_most_that_much_flushed_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = EngineOptions::new(dir.path());
+    options.memtable_bytes = 8 << 10;
+    options.history_window = None;
+    options.history_bytes = Some(40 << 10);
+    let engine = Engine::open(options).unwrap();
+    engine.create_table(accounts_schema()).unwrap();
+    for i in 0..4000i64 {
+        engine
+            .write(vec![Mutation::upsert("accounts", account(i % 50, "b", i))])
+            .unwrap();
+    }
+    engine.flush().unwrap();
+    engine.compact().unwrap();
+    let metrics = engine.metrics();
+    let low_water = engine.low_water();
+    assert!(
+        low_water > 0 && low_water < metrics.flushed_seq,
+        "low-water {low_water}, flushed {}",
+        metrics.flushed_seq
+    );
+    assert!(matches!(
+        engine.changes(0, None),
+        Err(Error::BelowRetention { .. })
+    ));
+    let retained = engine.changes(low_water, None).unwrap().count();
+    assert!(
+        retained > 100,
+        "recent history is kept ({retained} changes)"
+    );
+    assert!(
+        metrics.flushed_bytes > 3 * (40 << 10),
+        "more was flushed ({}) than the window keeps",
+        metrics.flushed_bytes
+    );
+}
