@@ -56,6 +56,8 @@ fn engine_options(config: &Config) -> EngineOptions {
     };
     options.wal_segment_bytes = storage.wal_segment_bytes;
     options.memtable_bytes = storage.memtable_bytes;
+    options.history_window = config.feed.retention;
+    options.max_retention_bytes = Some(config.feed.max_retention_bytes);
     options
 }
 

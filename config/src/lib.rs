@@ -7,8 +7,8 @@
 //! keys; one validation step turns them into [`Config`], and every error
 //! names the field. Nothing is silently corrected.
 //!
-//! Sections available: `[server]`, `[storage]`. Sections of features that
-//! have not landed yet (`[feed]`, `[auth]`, `[kafka]`) are rejected as
+//! Sections available: `[server]`, `[storage]`, `[feed]`. Sections of
+//! features that have not landed yet (`[auth]`, `[kafka]`) are rejected as
 //! unknown rather than accepted and ignored.
 
 mod error;
@@ -26,6 +26,19 @@ pub use error::ConfigError;
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
+    pub feed: FeedConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedConfig {
+    /// How long change history is kept; `None` keeps it until a durable
+    /// consumer's acks and the retention cap allow otherwise.
+    pub retention: Option<Duration>,
+    /// Retained table bytes past which the durable consumer holding the
+    /// oldest history is invalidated.
+    pub max_retention_bytes: u64,
+    /// How often live streams emit resolved watermarks.
+    pub resolved_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

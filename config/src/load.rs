@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::units::{parse_bytes, parse_duration};
-use crate::{Config, ConfigError, Durability, Overrides, ServerConfig, StorageConfig};
+use crate::{Config, ConfigError, Durability, FeedConfig, Overrides, ServerConfig, StorageConfig};
 
 const ENV_PREFIX: &str = "TIDEFEED_";
 const DEFAULTS: &str = include_str!("example.toml");
@@ -18,6 +18,16 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     storage: RawStorage,
+    #[serde(default)]
+    feed: RawFeed,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    retention: Option<String>,
+    max_retention_bytes: Option<SizeValue>,
+    resolved_interval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -56,6 +66,10 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
             "wal_segment_size",
             "memtable_size",
         ],
+    ),
+    (
+        "feed",
+        &["retention", "max_retention_bytes", "resolved_interval"],
     ),
 ];
 
@@ -200,6 +214,26 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, ConfigError
             ))
         }
     };
+    let feed = raw.feed;
+    let retention_text = feed.retention.expect("defaults supply every key");
+    let retention = match retention_text.as_str() {
+        "forever" => None,
+        text => Some(
+            parse_duration(text)
+                .map_err(|e| invalid("feed.retention", text, format!("{e}, or \"forever\"")))?,
+        ),
+    };
+    let max_retention_bytes = size("feed.max_retention_bytes", feed.max_retention_bytes)?;
+    let resolved_text = feed.resolved_interval.expect("defaults supply every key");
+    let resolved_interval = parse_duration(&resolved_text)
+        .map_err(|e| invalid("feed.resolved_interval", &resolved_text, e))?;
+    if resolved_interval.is_zero() {
+        return Err(invalid(
+            "feed.resolved_interval",
+            &resolved_text,
+            "must be at least 1ms",
+        ));
+    }
     let wal_segment_bytes = size("storage.wal_segment_size", storage.wal_segment_size)?;
     let memtable_bytes = size("storage.memtable_size", storage.memtable_size)?;
     Ok(Config {
@@ -215,6 +249,11 @@ fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, ConfigError
                     "too large",
                 )
             })?,
+        },
+        feed: FeedConfig {
+            retention,
+            max_retention_bytes,
+            resolved_interval,
         },
     })
 }
@@ -263,6 +302,54 @@ mod tests {
         assert_eq!(config.storage.durability, Durability::Sync);
         assert_eq!(config.storage.wal_segment_bytes, 64 << 20);
         assert_eq!(config.storage.memtable_bytes, 64 << 20);
+        assert_eq!(
+            config.feed.retention,
+            Some(std::time::Duration::from_secs(24 * 3600))
+        );
+        assert_eq!(config.feed.max_retention_bytes, 64 << 30);
+        assert_eq!(
+            config.feed.resolved_interval,
+            std::time::Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn every_feed_knob_changes_the_result() {
+        let vars = [
+            ("TIDEFEED_FEED__RETENTION", "forever"),
+            ("TIDEFEED_FEED__MAX_RETENTION_BYTES", "1GiB"),
+            ("TIDEFEED_FEED__RESOLVED_INTERVAL", "250ms"),
+        ];
+        let feed = load_with(None, &vars, &Overrides::default()).unwrap().feed;
+        assert_eq!(feed.retention, None);
+        assert_eq!(feed.max_retention_bytes, 1 << 30);
+        assert_eq!(feed.resolved_interval, Duration::from_millis(250));
+        let feed = load_with(
+            Some("[feed]\nretention = \"2h\"\n"),
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap()
+        .feed;
+        assert_eq!(feed.retention, Some(Duration::from_secs(7200)));
+        for (var, value, field) in [
+            ("TIDEFEED_FEED__RETENTION", "always", "feed.retention"),
+            (
+                "TIDEFEED_FEED__RESOLVED_INTERVAL",
+                "0s",
+                "feed.resolved_interval",
+            ),
+            (
+                "TIDEFEED_FEED__MAX_RETENTION_BYTES",
+                "lots",
+                "feed.max_retention_bytes",
+            ),
+        ] {
+            assert_eq!(
+                field_of(load_with(None, &[(var, value)], &Overrides::default()).unwrap_err()),
+                field
+            );
+        }
     }
 
     #[test]
@@ -395,6 +482,8 @@ mod tests {
         );
         let err = load_with(Some("[kafka]\nenabled = true\n"), &[], &none).unwrap_err();
         assert!(err.to_string().contains("kafka"), "{err}");
+        let err = load_with(Some("[auth]\ntokens = []\n"), &[], &none).unwrap_err();
+        assert!(err.to_string().contains("auth"), "{err}");
         let err = load_with(None, &[("TIDEFEED_STORAGE__DURABILTY", "sync")], &none).unwrap_err();
         assert!(
             matches!(&err, ConfigError::UnknownEnv { name } if name == "TIDEFEED_STORAGE__DURABILTY"),
