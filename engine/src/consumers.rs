@@ -37,6 +37,10 @@ pub struct ConsumerInfo {
     pub acked_micros: i64,
     /// Why the consumer no longer holds retention, if it was invalidated.
     pub invalidated: Option<String>,
+    /// Changes committed after `position` (`visible_seq - position`), as
+    /// of the call that returned this; not stored.
+    #[serde(skip)]
+    pub lag: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -127,6 +131,7 @@ impl Consumers {
             created_micros: now,
             acked_micros: now,
             invalidated: None,
+            lag: 0,
         };
         state.consumers.insert(name.to_owned(), info.clone());
         if let Err(e) = self.write(&mut state) {

@@ -582,7 +582,12 @@ impl Engine {
 
     /// The consumer, whether valid or invalidated (with the reason).
     pub fn consumer(&self, name: &str) -> Result<ConsumerInfo> {
-        self.inner.shared.consumers.get(name)
+        Ok(self.with_lag(self.inner.shared.consumers.get(name)?))
+    }
+
+    fn with_lag(&self, mut info: ConsumerInfo) -> ConsumerInfo {
+        info.lag = self.visible_seq().saturating_sub(info.position);
+        info
     }
 
     /// A valid consumer's position; for an invalidated one, the error that
@@ -591,9 +596,15 @@ impl Engine {
         Ok(self.inner.shared.consumers.get_valid(name)?.position)
     }
 
-    /// Every consumer, by name.
+    /// Every consumer, by name, with its lag.
     pub fn consumers(&self) -> Vec<ConsumerInfo> {
-        self.inner.shared.consumers.list()
+        self.inner
+            .shared
+            .consumers
+            .list()
+            .into_iter()
+            .map(|c| self.with_lag(c))
+            .collect()
     }
 
     /// Acknowledges every change up to `seq` for the consumer. Acks never

@@ -85,15 +85,8 @@ fn pages_cover_the_feed_in_order_and_resume_exactly() {
     let all = drain(&engine, 0, 37, &Filter::default());
     let seqs: Vec<u64> = all.iter().map(|e| e.0).collect();
     assert_eq!(seqs, (1..=engine.visible_seq()).collect::<Vec<_>>());
-    // Resuming from any position gives the same suffix.
-    for since in [
-        0,
-        1,
-        99,
-        250,
-        engine.visible_seq() - 1,
-        engine.visible_seq(),
-    ] {
+    // Resuming from every position gives the same suffix.
+    for since in 0..=engine.visible_seq() {
         let suffix = drain(&engine, since, 50, &Filter::default());
         assert_eq!(
             suffix,

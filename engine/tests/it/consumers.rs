@@ -35,8 +35,10 @@ fn a_consumer_holds_retention_at_its_position_until_it_acks() {
     assert_eq!(engine.low_water(), 0, "the consumer at 0 holds all history");
     assert_eq!(engine.changes(0, None).unwrap().count(), 1000);
 
+    assert_eq!(engine.consumers()[0].lag, 1000, "listed with its lag");
     engine.ack_consumer("sink", 500).unwrap();
     engine.ack_consumer("sink", 200).unwrap();
+    assert_eq!(engine.consumer("sink").unwrap().lag, 500);
     assert_eq!(
         engine.consumer("sink").unwrap().position,
         500,
