@@ -50,7 +50,12 @@ pub(crate) struct Shared {
     state: RwLock<Arc<LsmState>>,
     /// Highest seq such that every seq <= it is applied and readable.
     visible_seq: AtomicU64,
+    /// The visible seq and the commit time of the change with that seq
+    /// (0 before the first change), updated together.
+    head: Mutex<(Seq, i64)>,
     visible_tx: watch::Sender<Seq>,
+    /// Becomes `true` when the engine starts closing.
+    closed_tx: watch::Sender<bool>,
     pub metrics: Arc<EngineMetrics>,
     /// Set when background work fails; writes are refused from then on.
     failure: Mutex<Option<Failure>>,
@@ -81,7 +86,13 @@ impl Shared {
         }
     }
 
-    pub(crate) fn publish_visible(&self, seq: Seq) {
+    /// Publishes `seq` (committed at `ts_micros`) as visible.
+    ///
+    /// NOTE: the atomic is stored before the watch is sent, so the atomic
+    /// is never behind the watch: a task woken by the watch and reading
+    /// at the watched seq never gets `FutureSeq`.
+    pub(crate) fn publish_visible(&self, seq: Seq, ts_micros: i64) {
+        *self.head.lock().expect("head lock poisoned") = (seq, ts_micros);
         self.visible_seq.store(seq, Ordering::Release);
         self.visible_tx.send_replace(seq);
     }
@@ -279,6 +290,15 @@ impl Engine {
             wal.last_seq,
         )?;
         let (visible_tx, _) = watch::channel(wal.last_seq);
+        let head_ts = if wal.batches > 0 {
+            last_ts
+        } else {
+            // Everything is flushed: the newest checkpoint is the flush of
+            // the last change (checkpoints at or below low-water are
+            // pruned down to the newest one, never all of them).
+            manifest.checkpoints.last().map_or(0, |c| c.ts_micros)
+        };
+        let (closed_tx, _) = watch::channel(false);
         let has_immutable = memtables.len() > 1;
         let shared = Arc::new(Shared {
             catalog,
@@ -289,7 +309,9 @@ impl Engine {
                 low_water: manifest.low_water,
             })),
             visible_seq: AtomicU64::new(wal.last_seq),
+            head: Mutex::new((wal.last_seq, head_ts)),
             visible_tx,
+            closed_tx,
             metrics,
             failure: Mutex::new(None),
             flushes: Mutex::new(0),
@@ -341,7 +363,7 @@ impl Engine {
             },
             flush: flush_signal.clone(),
             next_seq: wal.last_seq + 1,
-            last_ts_micros: last_ts,
+            last_ts_micros: head_ts,
         };
         let (requests, receiver) = mpsc::channel();
         let commit = match std::thread::Builder::new()
@@ -434,9 +456,29 @@ impl Engine {
         self.inner.shared.visible()
     }
 
-    /// A receiver that changes whenever `visible_seq` advances.
+    /// A receiver that changes whenever `visible_seq` advances. It is a
+    /// wake-up signal: [`Engine::visible_seq`] is never behind it.
     pub fn watch_visible(&self) -> watch::Receiver<Seq> {
         self.inner.shared.visible_tx.subscribe()
+    }
+
+    /// The visible seq and the commit time (microseconds since the Unix
+    /// epoch) of the change with that seq, read together; `(0, 0)` for an
+    /// empty log.
+    pub fn visible_head(&self) -> (Seq, i64) {
+        *self.inner.shared.head.lock().expect("head lock poisoned")
+    }
+
+    /// A receiver whose value becomes `true` when the engine starts
+    /// closing (it never goes back). Long-lived readers such as live
+    /// subscriptions select on it to end promptly.
+    pub fn watch_closed(&self) -> watch::Receiver<bool> {
+        self.inner.shared.closed_tx.subscribe()
+    }
+
+    /// Whether [`Engine::close`] has been called (or the last handle dropped).
+    pub fn is_closed(&self) -> bool {
+        *self.inner.shared.closed_tx.borrow()
     }
 
     /// The seq a read runs at, and the state it reads: `at` must lie in
@@ -705,6 +747,7 @@ impl Inner {
         let Some(running) = self.running.lock().expect("engine lock poisoned").take() else {
             return Ok(());
         };
+        self.shared.closed_tx.send_replace(true);
         // The commit thread first: it may be waiting for a flush, and it
         // commits everything already submitted. Then the flush worker.
         let _ = running.requests.send(Request::Shutdown);

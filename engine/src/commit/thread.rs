@@ -233,7 +233,7 @@ impl CommitThread {
         }
         self.next_seq = next_seq;
         // Every seq up to next_seq - 1 is applied: publishing it exposes no gap.
-        self.shared.publish_visible(next_seq - 1);
+        self.shared.publish_visible(next_seq - 1, ts);
         for (_, result, reply) in accepted {
             let _ = reply.send(Ok(result));
         }
