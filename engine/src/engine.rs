@@ -704,13 +704,24 @@ impl Engine {
     /// Compacts every table file into one bottom level, collapsing history
     /// at or below the low-water mark. Memtables are not flushed by it.
     pub fn compact(&self) -> Result<()> {
+        self.background_round(FlushSignal::CompactAll)
+    }
+
+    /// Runs one round of background work now and waits for it: flushes
+    /// waiting memtables, moves the low-water mark (invalidating consumers
+    /// as the retention rules say) and compacts every level over its limit.
+    /// Background work runs on its own anyway; this makes its effects
+    /// deterministic for tests and operations.
+    pub fn settle(&self) -> Result<()> {
+        self.background_round(FlushSignal::Settle)
+    }
+
+    fn background_round(&self, signal: fn(mpsc::Sender<Result<()>>) -> FlushSignal) -> Result<()> {
         let (reply, done) = mpsc::channel();
         let running = self.inner.running.lock().expect("engine lock poisoned");
-        let signal = running.as_ref().ok_or(Error::Closed)?.flush_signal.clone();
+        let sender = running.as_ref().ok_or(Error::Closed)?.flush_signal.clone();
         drop(running);
-        signal
-            .send(FlushSignal::CompactAll(reply))
-            .map_err(|_| Error::Closed)?;
+        sender.send(signal(reply)).map_err(|_| Error::Closed)?;
         match done.recv() {
             Ok(result) => result,
             Err(_) => match self.inner.shared.background_failure() {

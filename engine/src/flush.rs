@@ -40,6 +40,9 @@ pub(crate) enum FlushSignal {
     Work,
     /// Compact every table file into one bottom level.
     CompactAll(Sender<Result<()>>),
+    /// Run one round now (flush, retention, compactions over limits) and
+    /// report when it is done.
+    Settle(Sender<Result<()>>),
     Shutdown,
 }
 
@@ -66,10 +69,15 @@ pub(crate) struct FlushWorker {
 impl FlushWorker {
     pub(crate) fn run(mut self, signals: Receiver<FlushSignal>) {
         loop {
-            let mut full = None;
+            let mut full = false;
+            let mut reply = None;
             match signals.recv_timeout(IDLE_TICK) {
                 Ok(FlushSignal::Work) | Err(RecvTimeoutError::Timeout) => {}
-                Ok(FlushSignal::CompactAll(reply)) => full = Some(reply),
+                Ok(FlushSignal::CompactAll(sender)) => {
+                    full = true;
+                    reply = Some(sender);
+                }
+                Ok(FlushSignal::Settle(sender)) => reply = Some(sender),
                 Ok(FlushSignal::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
                     if let Err(error) = self.shared.consumers.persist_acks() {
                         tracing::error!(%error, "could not write consumer acks at shutdown");
@@ -77,8 +85,8 @@ impl FlushWorker {
                     return;
                 }
             }
-            let result = self.round(full.is_some());
-            if let Some(reply) = full {
+            let result = self.round(full);
+            if let Some(reply) = reply {
                 let _ = reply.send(match &result {
                     Ok(()) => Ok(()),
                     Err(_) => Err(Error::Closed),

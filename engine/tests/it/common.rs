@@ -75,23 +75,24 @@ pub struct Decoded {
     pub batch: BatchPosition,
 }
 
+pub fn decode(change: &tidefeed_engine::Change) -> Decoded {
+    Decoded {
+        seq: change.seq(),
+        ts_micros: change.ts_micros(),
+        table: change.table().name().to_owned(),
+        kind: change.kind(),
+        key: change.key().unwrap(),
+        before: change.before().unwrap(),
+        after: change.after().unwrap(),
+        batch: change.batch(),
+    }
+}
+
 pub fn all_changes(engine: &Engine) -> Vec<Decoded> {
     engine
         .changes(0, None)
         .unwrap()
-        .map(|change| {
-            let change = change.unwrap();
-            Decoded {
-                seq: change.seq(),
-                ts_micros: change.ts_micros(),
-                table: change.table().name().to_owned(),
-                kind: change.kind(),
-                key: change.key().unwrap(),
-                before: change.before().unwrap(),
-                after: change.after().unwrap(),
-                batch: change.batch(),
-            }
-        })
+        .map(|change| decode(&change.unwrap()))
         .collect()
 }
 
