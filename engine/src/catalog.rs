@@ -119,7 +119,8 @@ impl Catalog {
                     snapshot = snapshot.with_table(Arc::new(table));
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // `datadir::check_metadata` creates the file for a new
+            // directory and refuses a damaged one before this runs.
             Err(e) => return Err(Error::Io { path, source: e }),
         }
         Ok(Catalog {
@@ -127,6 +128,11 @@ impl Catalog {
             snapshot: RwLock::new(Arc::new(snapshot)),
             create: Mutex::new(()),
         })
+    }
+
+    /// Writes the empty catalog of a new data directory.
+    pub(crate) fn initialise(data_dir: &Path) -> Result<()> {
+        write_file(&data_dir.join(CATALOG_FILE), &CatalogSnapshot::default())
     }
 
     pub(crate) fn snapshot(&self) -> Arc<CatalogSnapshot> {
@@ -146,20 +152,24 @@ impl Catalog {
         let id = current.by_id.keys().max().map_or(1, |max| max + 1);
         let table = Arc::new(schema.validate(id)?);
         let next = current.with_table(table.clone());
-        let file = CatalogFile {
-            format_version: CATALOG_FORMAT_VERSION,
-            tables: next
-                .tables()
-                .into_iter()
-                .map(|t| CatalogEntry {
-                    id: t.id(),
-                    schema: t.schema().clone(),
-                })
-                .collect(),
-        };
-        let bytes = serde_json::to_vec_pretty(&file).expect("catalog serialises");
-        fsutil::write_atomically(&self.path, &bytes)?;
+        write_file(&self.path, &next)?;
         *self.snapshot.write().expect("catalog lock poisoned") = Arc::new(next);
         Ok(CreateTable::Created(table))
     }
+}
+
+fn write_file(path: &Path, snapshot: &CatalogSnapshot) -> Result<()> {
+    let file = CatalogFile {
+        format_version: CATALOG_FORMAT_VERSION,
+        tables: snapshot
+            .tables()
+            .into_iter()
+            .map(|t| CatalogEntry {
+                id: t.id(),
+                schema: t.schema().clone(),
+            })
+            .collect(),
+    };
+    let bytes = serde_json::to_vec_pretty(&file).expect("catalog serialises");
+    fsutil::write_atomically(path, &bytes)
 }

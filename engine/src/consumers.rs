@@ -23,7 +23,8 @@ use crate::error::{Corruption, Error, Result};
 use crate::fsutil;
 use crate::Seq;
 
-const CONSUMERS_FILE: &str = "consumers.json";
+pub(crate) const CONSUMERS_FILE: &str = "consumers.json";
+const CONSUMERS_FORMAT_VERSION: u32 = 1;
 
 /// A durable consumer as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,14 +78,25 @@ impl Consumers {
                     serde_json::from_slice(&bytes).map_err(|e| Error::Corruption {
                         file: path.clone(),
                         offset: 0,
-                        problem: Corruption::BadManifest(e.to_string()),
+                        problem: Corruption::BadConsumers(e.to_string()),
                     })?;
+                if file.format_version != CONSUMERS_FORMAT_VERSION {
+                    return Err(Error::Corruption {
+                        file: path,
+                        offset: 0,
+                        problem: Corruption::UnsupportedVersion {
+                            found: file.format_version,
+                            supported: CONSUMERS_FORMAT_VERSION,
+                        },
+                    });
+                }
                 file.consumers
                     .into_iter()
                     .map(|c| (c.name.clone(), c))
                     .collect()
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            // `datadir::check_metadata` creates the file for a new
+            // directory and refuses a damaged one before this runs.
             Err(source) => return Err(Error::Io { path, source }),
         };
         Ok(Consumers {
@@ -96,9 +108,19 @@ impl Consumers {
         })
     }
 
+    /// Writes the empty consumers file of a new data directory.
+    pub(crate) fn initialise(data_dir: &Path) -> Result<()> {
+        let file = ConsumersFile {
+            format_version: CONSUMERS_FORMAT_VERSION,
+            consumers: Vec::new(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).expect("consumers serialise");
+        fsutil::write_atomically(&data_dir.join(CONSUMERS_FILE), &bytes)
+    }
+
     fn write(&self, state: &mut State) -> Result<()> {
         let file = ConsumersFile {
-            format_version: 1,
+            format_version: CONSUMERS_FORMAT_VERSION,
             consumers: state.consumers.values().cloned().collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).expect("consumers serialise");
@@ -253,6 +275,7 @@ mod tests {
     #[test]
     fn names_are_checked_and_acks_only_move_forward() {
         let dir = tempfile::tempdir().unwrap();
+        Consumers::initialise(dir.path()).unwrap();
         let consumers = Consumers::open(dir.path()).unwrap();
         assert!(matches!(
             consumers.create("Bad Name", 0, 0),

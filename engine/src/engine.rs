@@ -219,11 +219,13 @@ impl Engine {
             }
         }
 
+        // Before anything in the directory is created, changed or deleted.
+        let manifest = crate::datadir::check_metadata(&dir)?;
         let catalog = Catalog::open(&dir)?;
         let catalog_snapshot = catalog.snapshot();
         let consumers = Consumers::open(&dir)?;
+        check_catalog_covers(&dir, &manifest, &catalog_snapshot)?;
 
-        let manifest = Manifest::load(&dir)?;
         let sst_dir = dir.join(SST_DIR);
         fs::create_dir_all(&sst_dir).map_err(Error::io(&sst_dir))?;
         let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
@@ -259,6 +261,7 @@ impl Engine {
             }
             Ok(())
         })?;
+        delete_unlisted_table_files(&sst_dir, &manifest)?;
         let sealed = Arc::new(SealedSegments::new(wal_dir.clone(), wal.sealed.clone()));
         // A crash between a manifest commit and the WAL cleanup leaves
         // segments the manifest already covers.
@@ -798,14 +801,44 @@ fn decode_row(table: &Table, seq: Seq, bytes: &[u8]) -> Result<Row> {
     })
 }
 
-/// Opens the table files the manifest lists, level by level, and deletes
-/// table files it does not list (left by a crash before their manifest
-/// commit).
-fn open_table_files(
-    sst_dir: &std::path::Path,
+/// Every table a table file holds rows of must be in the catalog. Tables
+/// get increasing ids and are never dropped, so a catalog whose highest id
+/// is below a table file's is stale (an older copy restored over a newer
+/// one); trusting it would give a new table the old table's id and rows.
+/// (Records in the WAL are checked one by one during replay.)
+fn check_catalog_covers(
+    dir: &std::path::Path,
     manifest: &Manifest,
-    cache: &Arc<BlockCache>,
-) -> Result<Vec<Vec<Arc<TableFile>>>> {
+    catalog: &crate::catalog::CatalogSnapshot,
+) -> Result<()> {
+    let highest_known = catalog.tables().last().map_or(0, |t| t.id());
+    let highest_stored = manifest
+        .levels
+        .iter()
+        .flatten()
+        .filter_map(|f| key::table_of(&f.largest_key))
+        .max()
+        .unwrap_or(0);
+    if highest_stored > highest_known {
+        return Err(Error::Corruption {
+            file: dir.join(crate::catalog::CATALOG_FILE),
+            offset: 0,
+            problem: crate::error::Corruption::StaleCatalog {
+                table_id: highest_stored,
+                highest_known,
+            },
+        });
+    }
+    Ok(())
+}
+
+/// Deletes table files the manifest does not list: outputs of a flush or
+/// compaction that crashed before its manifest commit, or inputs of a
+/// committed compaction that were still pinned. Called only once the
+/// manifest, its files and the WAL have all checked out, so a manifest
+/// that does not belong with the directory's files stops start-up before
+/// any file is deleted.
+fn delete_unlisted_table_files(sst_dir: &std::path::Path, manifest: &Manifest) -> Result<()> {
     let listed: std::collections::HashSet<PathBuf> = manifest
         .levels
         .iter()
@@ -819,6 +852,15 @@ fn open_table_files(
             fs::remove_file(&path).map_err(Error::io(&path))?;
         }
     }
+    Ok(())
+}
+
+/// Opens the table files the manifest lists, level by level.
+fn open_table_files(
+    sst_dir: &std::path::Path,
+    manifest: &Manifest,
+    cache: &Arc<BlockCache>,
+) -> Result<Vec<Vec<Arc<TableFile>>>> {
     let open = |entry: &crate::manifest::FileEntry| -> Result<Arc<TableFile>> {
         let path = sst_path(sst_dir, entry.id);
         if !path.exists() {

@@ -199,6 +199,13 @@ pub enum Corruption {
     MissingTableFile,
     #[error("catalog does not parse: {0}")]
     BadCatalog(String),
+    #[error("table files hold rows of table id {table_id}, but the catalog knows tables only up to id {highest_known}: the catalog is older than the data")]
+    StaleCatalog { table_id: u32, highest_known: u32 },
+    #[error("consumers file does not parse: {0}")]
+    BadConsumers(String),
+    /// A metadata file is missing from a directory that holds data.
+    #[error("the file is missing, but the data directory is not new ({evidence}); refusing to start and changing nothing: restore the file, or move the directory aside to start empty")]
+    MissingMetadata { evidence: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

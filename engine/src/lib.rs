@@ -17,6 +17,7 @@ mod codec;
 mod commit;
 mod compaction;
 mod consumers;
+mod datadir;
 mod engine;
 mod error;
 mod fault;

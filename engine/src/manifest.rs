@@ -81,7 +81,6 @@ impl Manifest {
         let path = Self::path(data_dir);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
             Err(source) => return Err(Error::Io { path, source }),
         };
         let corrupt = |problem| Error::Corruption {
