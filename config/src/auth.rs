@@ -108,6 +108,16 @@ impl Scopes {
         1 << scope as u8
     }
 
+    /// The set of `scopes` (for code that builds an [`AuthToken`] itself,
+    /// such as tests; the loader rejects an empty set).
+    pub fn of(scopes: &[Scope]) -> Scopes {
+        Scopes {
+            bits: scopes
+                .iter()
+                .fold(0, |bits, scope| bits | Scopes::bit(*scope)),
+        }
+    }
+
     pub fn contains(self, scope: Scope) -> bool {
         self.bits & Scopes::bit(scope) != 0
     }
@@ -338,6 +348,8 @@ mod tests {
         );
         assert_eq!(hashed.secret, TokenSecret::Sha256([0xab; 32]));
         assert_eq!(hashed.scopes.iter().collect::<Vec<_>>(), [Scope::Admin]);
+        assert_eq!(hashed.scopes, Scopes::of(&[Scope::Admin]));
+        assert_eq!(clear.scopes, Scopes::of(&[Scope::Write, Scope::Read]));
         assert_eq!(hashed.tables, None);
     }
 
@@ -387,12 +399,27 @@ mod tests {
             assert_eq!(error.field(), Some(*field), "{text}: {message}");
             assert!(message.contains(reason), "{text}: {message}");
         }
-        let error =
-            auth(r#"tokens = [{ token = "a", scopes = ["read"], scope = "x" }]"#).unwrap_err();
-        assert!(
-            matches!(error, ConfigError::Schema { .. }) && error.to_string().contains("scope"),
-            "{error}"
-        );
+        for (text, key) in [
+            (
+                r#"tokens = [{ token = "a", scopes = ["read"], scope = "x" }]"#,
+                "scope",
+            ),
+            (r#"tokens = [{ token = "a", scopes = "read" }]"#, "scopes"),
+            (
+                r#"tokens = [{ token = "a", scopes = ["read"], tables = "users" }]"#,
+                "tables",
+            ),
+            (
+                r#"tokens = { token = "a", scopes = ["read"] }"#,
+                "auth.tokens",
+            ),
+        ] {
+            let error = auth(text).unwrap_err();
+            assert!(
+                matches!(error, ConfigError::Schema { .. }) && error.to_string().contains(key),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -658,6 +658,29 @@ mod tests {
     }
 
     #[test]
+    fn wrong_types_are_rejected_naming_the_key() {
+        for (text, key) in [
+            ("enabled = \"yes\"", "kafka.enabled"),
+            ("brokers = \"a:9092\"", "kafka.brokers"),
+            ("topic_partitions = true", "kafka.topic_partitions"),
+            (
+                "topic_replication_factor = 1.5",
+                "kafka.topic_replication_factor",
+            ),
+            ("max_in_flight_bytes = false", "kafka.max_in_flight_bytes"),
+            ("librdkafka = \"linger.ms=5\"", "kafka.librdkafka"),
+        ] {
+            let error = kafka(text).unwrap_err();
+            assert!(
+                matches!(error, ConfigError::Schema { .. }) && error.to_string().contains(key),
+                "{text}: {error}"
+            );
+        }
+        let error = kafka("topic_partitions = true").unwrap_err().to_string();
+        assert!(error.contains("a whole number or \"broker\""), "{error}");
+    }
+
+    #[test]
     fn passthrough_options_that_a_typed_key_owns_are_conflicts_naming_both() {
         let cases = [
             (

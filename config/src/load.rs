@@ -180,6 +180,74 @@ mod tests {
         }
     }
 
+    /// The ranges the example file states are the ones the code checks.
+    #[test]
+    fn the_example_states_each_range_as_validated() {
+        use std::ops::RangeInclusive;
+
+        use crate::units::{format_duration, format_size};
+        use crate::{feed, kafka, server, storage};
+
+        let sizes = |r: RangeInclusive<u64>| {
+            format!("{} to {}", format_size(*r.start()), format_size(*r.end()))
+        };
+        let durations = |r: RangeInclusive<Duration>| {
+            format!(
+                "{} to {}",
+                format_duration(*r.start()),
+                format_duration(*r.end())
+            )
+        };
+        let counts = |r: RangeInclusive<u64>| format!("{} to {}", r.start(), r.end());
+        let cases = [
+            ("max_body_bytes", sizes(server::MAX_BODY_BYTES)),
+            ("request_timeout", durations(server::REQUEST_TIMEOUT)),
+            ("max_streams", counts(server::MAX_STREAMS)),
+            (
+                "keep_alive_interval",
+                durations(server::KEEP_ALIVE_INTERVAL),
+            ),
+            ("shutdown_grace", durations(server::SHUTDOWN_GRACE)),
+            (
+                "async_sync_interval",
+                durations(storage::ASYNC_SYNC_INTERVAL),
+            ),
+            ("wal_segment_size", sizes(storage::WAL_SEGMENT_SIZE)),
+            ("memtable_size", sizes(storage::MEMTABLE_SIZE)),
+            ("max_key_bytes", sizes(storage::MAX_KEY_BYTES)),
+            ("max_row_bytes", sizes(storage::MAX_ROW_BYTES)),
+            ("max_batch_bytes", sizes(storage::MAX_BATCH_BYTES)),
+            ("retention", durations(feed::RETENTION)),
+            ("history_bytes", sizes(feed::HISTORY_BYTES)),
+            ("max_retention_bytes", sizes(feed::MAX_RETENTION_BYTES)),
+            ("resolved_interval", durations(feed::RESOLVED_INTERVAL)),
+            ("max_event_bytes", sizes(feed::MAX_EVENT_BYTES)),
+            (
+                "consumer_idle_expiry",
+                durations(feed::CONSUMER_IDLE_EXPIRY),
+            ),
+            ("topic_partitions", counts(kafka::TOPIC_PARTITIONS)),
+            (
+                "topic_replication_factor",
+                counts(kafka::TOPIC_REPLICATION_FACTOR),
+            ),
+            ("max_in_flight_bytes", sizes(kafka::MAX_IN_FLIGHT_BYTES)),
+        ];
+        let lines: Vec<&str> = DEFAULTS.lines().collect();
+        for (key, range) in cases {
+            let at = lines
+                .iter()
+                .position(|line| line.starts_with(&format!("{key} = ")))
+                .unwrap_or_else(|| panic!("{key} is not in the example"));
+            assert!(
+                lines[at - 1].contains(&format!("{range})"))
+                    || lines[at - 1].contains(&format!("{range},")),
+                "the comment above {key} should state the range {range}: {:?}",
+                lines[at - 1]
+            );
+        }
+    }
+
     #[test]
     fn defaults_lt_file_lt_env_lt_flags() {
         let file = "[storage]\ndata_dir = \"/from/file\"\ndurability = \"async\"\nasync_sync_interval = \"5ms\"\n\
