@@ -4,8 +4,15 @@
 //! Precedence, lowest first: the embedded defaults (the commented example
 //! file `config/tidefeed.example.toml`, which `tidefeed print-config`
 //! prints), the TOML file (`--config FILE`), environment variables
-//! `TIDEFEED_<SECTION>__<KEY>` (see the `env` module for how their text is
-//! read), then command-line flags ([`Overrides`]).
+//! `TIDEFEED_<SECTION>__<KEY>`, then command-line flags ([`Overrides`]).
+//!
+//! Every key can be set from the environment. Booleans are `true` or
+//! `false`; sizes and durations are written as in the file; lists are
+//! comma-separated (`a:9092,b:9092`) or a TOML array (`["a:9092"]`), and
+//! the empty string is the empty list; `TIDEFEED_AUTH__TOKENS` is a TOML
+//! array of tables and `TIDEFEED_KAFKA__LIBRDKAFKA` a TOML inline table,
+//! merged over the file's. Other `TIDEFEED_*` names are errors, except
+//! `TIDEFEED_LOG` (the log filter, read by the binary).
 //!
 //! Raw `serde` structs reject unknown keys and sections; one validation
 //! step per section turns them into the typed [`Config`]. Every numeric
