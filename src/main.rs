@@ -15,16 +15,9 @@ use tidefeed_config::{Config, Overrides};
 use tidefeed_engine::{Durability, Engine, EngineOptions};
 
 fn main() -> ExitCode {
-    let command = match cli::parse(std::env::args().skip(1)) {
-        Ok(command) => command,
-        Err(message) => {
-            eprintln!("tidefeed: {message}\n\n{}", cli::USAGE);
-            return ExitCode::from(2);
-        }
-    };
-    match command {
-        cli::Command::Help => println!("{}", cli::USAGE),
-        cli::Command::Version => println!("tidefeed {}", env!("CARGO_PKG_VERSION")),
+    // Usage errors exit with code 2; --help and --version print and exit 0.
+    let cli = cli::parse(std::env::args_os()).unwrap_or_else(|error| error.exit());
+    match cli.command {
         cli::Command::PrintConfig => print!("{}", tidefeed_config::example_toml()),
         cli::Command::Serve(args) => {
             init_logging();
@@ -57,7 +50,9 @@ fn engine_options(config: &Config) -> EngineOptions {
     options.wal_segment_bytes = storage.wal_segment_bytes;
     options.memtable_bytes = storage.memtable_bytes;
     options.history_window = config.feed.retention;
+    options.history_bytes = config.feed.history_bytes;
     options.max_retention_bytes = Some(config.feed.max_retention_bytes);
+    options.consumer_idle_expiry = config.feed.consumer_idle_expiry;
     options
 }
 

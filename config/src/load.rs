@@ -1,87 +1,100 @@
-//! Raw configuration (as written) and its validation into [`Config`].
+//! Layering (defaults < file < environment < flags), deserialization into
+//! the raw sections, and validation of the whole.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::units::{parse_bytes, parse_duration};
-use crate::{Config, ConfigError, Durability, FeedConfig, Overrides, ServerConfig, StorageConfig};
+use crate::auth::RawAuth;
+use crate::feed::RawFeed;
+use crate::kafka::RawKafka;
+use crate::server::{check_listen_security, RawServer};
+use crate::storage::RawStorage;
+use crate::{env, Config, ConfigError, Overrides};
 
-const ENV_PREFIX: &str = "TIDEFEED_";
-const DEFAULTS: &str = include_str!("example.toml");
-const MIN_SIZE: u64 = 64 << 10;
+/// The embedded defaults: the commented example file.
+pub(crate) const DEFAULTS: &str = include_str!("../tidefeed.example.toml");
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
+pub(crate) struct RawConfig {
     server: RawServer,
-    #[serde(default)]
     storage: RawStorage,
-    #[serde(default)]
     feed: RawFeed,
+    auth: RawAuth,
+    kafka: RawKafka,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawFeed {
-    retention: Option<String>,
-    max_retention_bytes: Option<SizeValue>,
-    resolved_interval: Option<String>,
+impl RawConfig {
+    fn validate(self, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let server = self.server.validate(overrides.listen)?;
+        let storage = self.storage.validate(overrides.data_dir.clone())?;
+        let feed = self.feed.validate()?;
+        let auth = self.auth.validate()?;
+        let kafka = self.kafka.validate()?;
+        check_listen_security(server.listen, auth.is_enabled(), server.allow_insecure)?;
+        Ok(Config {
+            server,
+            storage,
+            feed,
+            auth,
+            kafka,
+        })
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    listen: Option<String>,
+pub(crate) fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let text = match file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.to_owned(),
+                error,
+            })?,
+        ),
+    };
+    layered(file.zip(text.as_deref()), env, overrides)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawStorage {
-    data_dir: Option<String>,
-    durability: Option<String>,
-    async_sync_interval: Option<String>,
-    wal_segment_size: Option<SizeValue>,
-    memtable_size: Option<SizeValue>,
+/// Defaults, then `file` (its path and text), then `env`, then `overrides`.
+pub(crate) fn layered(
+    file: Option<(&Path, &str)>,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let mut table = parse_table(DEFAULTS, Path::new("<embedded defaults>"))?;
+    if let Some((path, text)) = file {
+        overlay(&mut table, parse_table(text, path)?);
+        // Checked before the environment applies, so that an unknown key or
+        // a wrongly typed value is reported against the file.
+        deserialize(table.clone(), Some(path.display().to_string()))?;
+    }
+    overlay(&mut table, env::overrides(env)?);
+    deserialize(table, None)?.validate(overrides)
 }
-
-/// A size written as a string with a unit or as a plain integer.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SizeValue {
-    Bytes(u64),
-    Text(String),
-}
-
-/// Keys each section accepts from the environment.
-const ENV_KEYS: &[(&str, &[&str])] = &[
-    ("server", &["listen"]),
-    (
-        "storage",
-        &[
-            "data_dir",
-            "durability",
-            "async_sync_interval",
-            "wal_segment_size",
-            "memtable_size",
-        ],
-    ),
-    (
-        "feed",
-        &["retention", "max_retention_bytes", "resolved_interval"],
-    ),
-];
 
 fn parse_table(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>()
-        .map_err(|source| ConfigError::Parse {
+    text.parse::<toml::Table>().map_err(|error| {
+        let offset = error.span().map_or(0, |span| span.start).min(text.len());
+        let before = text.get(..offset).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError::Parse {
             path: path.to_owned(),
-            source,
-        })
+            line,
+            column,
+            message: error.message().to_owned(),
+        }
+    })
 }
 
-/// Overlays `upper` onto `lower`, section by section, key by key.
+/// Overlays `upper` onto `lower`, section by section, key by key. Tables
+/// merge (so `[kafka.librdkafka]` options add up); any other value,
+/// arrays included, replaces the lower one.
 fn overlay(lower: &mut toml::Table, upper: toml::Table) {
     for (key, value) in upper {
         match (lower.get_mut(&key), value) {
@@ -94,280 +107,155 @@ fn overlay(lower: &mut toml::Table, upper: toml::Table) {
 }
 
 fn deserialize(table: toml::Table, origin: Option<String>) -> Result<RawConfig, ConfigError> {
-    RawConfig::deserialize(table).map_err(|source| ConfigError::Schema { origin, source })
-}
-
-pub(crate) fn load(
-    file: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
-    overrides: &Overrides,
-) -> Result<Config, ConfigError> {
-    let mut table = parse_table(DEFAULTS, Path::new("<embedded defaults>"))?;
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let from_file = parse_table(&text, path)?;
-        // Checked on its own first, so an unknown key is reported against the file.
-        deserialize(from_file.clone(), Some(path.display().to_string()))?;
-        overlay(&mut table, from_file);
-    }
-
-    let mut from_env = toml::Table::new();
-    for (name, value) in env {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-            continue;
-        };
-        if rest == "LOG" {
-            // TIDEFEED_LOG is the log filter, read by the binary.
-            continue;
-        }
-        let lower = rest.to_ascii_lowercase();
-        let known = lower.split_once("__").and_then(|(section, key)| {
-            ENV_KEYS
-                .iter()
-                .find(|(s, keys)| *s == section && keys.contains(&key))
-                .map(|_| (section.to_owned(), key.to_owned()))
-        });
-        let Some((section, key)) = known else {
-            return Err(ConfigError::UnknownEnv { name });
-        };
-        let section = from_env
-            .entry(section)
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let toml::Value::Table(section) = section else {
-            unreachable!("sections are tables")
-        };
-        section.insert(key, toml::Value::String(value));
-    }
-    overlay(&mut table, from_env);
-
-    let raw = deserialize(table, None)?;
-    validate(raw, overrides)
-}
-
-fn invalid(field: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        value: value.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-fn size(field: &'static str, value: Option<SizeValue>) -> Result<u64, ConfigError> {
-    let (bytes, text) = match value.expect("defaults supply every key") {
-        SizeValue::Bytes(n) => (n, n.to_string()),
-        SizeValue::Text(text) => (
-            parse_bytes(&text).map_err(|e| invalid(field, &text, e))?,
-            text,
-        ),
-    };
-    if bytes < MIN_SIZE {
-        return Err(invalid(field, &text, "must be at least 64KiB"));
-    }
-    Ok(bytes)
-}
-
-fn validate(raw: RawConfig, overrides: &Overrides) -> Result<Config, ConfigError> {
-    let listen_text = raw.server.listen.expect("defaults supply every key");
-    let listen = match overrides.listen {
-        Some(addr) => addr,
-        None => listen_text.parse().map_err(|e| {
-            invalid(
-                "server.listen",
-                &listen_text,
-                format!("not a socket address: {e}"),
-            )
-        })?,
-    };
-
-    let storage = raw.storage;
-    let data_dir = match &overrides.data_dir {
-        Some(dir) => dir.clone(),
-        None => storage.data_dir.expect("defaults supply every key").into(),
-    };
-    if data_dir.as_os_str().is_empty() {
-        return Err(invalid("storage.data_dir", "", "must not be empty"));
-    }
-    let interval_text = storage
-        .async_sync_interval
-        .expect("defaults supply every key");
-    let interval = parse_duration(&interval_text)
-        .map_err(|e| invalid("storage.async_sync_interval", &interval_text, e))?;
-    if interval.is_zero() || interval > std::time::Duration::from_secs(60) {
-        return Err(invalid(
-            "storage.async_sync_interval",
-            &interval_text,
-            "must be between 1ms and 60s",
-        ));
-    }
-    let durability_text = storage.durability.expect("defaults supply every key");
-    let durability = match durability_text.as_str() {
-        "sync" => Durability::Sync,
-        "async" => Durability::Async { interval },
-        _ => {
-            return Err(invalid(
-                "storage.durability",
-                &durability_text,
-                "expected \"sync\" or \"async\"",
-            ))
-        }
-    };
-    let feed = raw.feed;
-    let retention_text = feed.retention.expect("defaults supply every key");
-    let retention = match retention_text.as_str() {
-        "forever" => None,
-        text => Some(
-            parse_duration(text)
-                .map_err(|e| invalid("feed.retention", text, format!("{e}, or \"forever\"")))?,
-        ),
-    };
-    let max_retention_bytes = size("feed.max_retention_bytes", feed.max_retention_bytes)?;
-    let resolved_text = feed.resolved_interval.expect("defaults supply every key");
-    let resolved_interval = parse_duration(&resolved_text)
-        .map_err(|e| invalid("feed.resolved_interval", &resolved_text, e))?;
-    if resolved_interval.is_zero() {
-        return Err(invalid(
-            "feed.resolved_interval",
-            &resolved_text,
-            "must be at least 1ms",
-        ));
-    }
-    let wal_segment_bytes = size("storage.wal_segment_size", storage.wal_segment_size)?;
-    let memtable_bytes = size("storage.memtable_size", storage.memtable_size)?;
-    Ok(Config {
-        server: ServerConfig { listen },
-        storage: StorageConfig {
-            data_dir,
-            durability,
-            wal_segment_bytes,
-            memtable_bytes: usize::try_from(memtable_bytes).map_err(|_| {
-                invalid(
-                    "storage.memtable_size",
-                    &memtable_bytes.to_string(),
-                    "too large",
-                )
-            })?,
-        },
-        feed: FeedConfig {
-            retention,
-            max_retention_bytes,
-            resolved_interval,
-        },
-    })
+    RawConfig::deserialize(table).map_err(|error| ConfigError::Schema { origin, error })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
     use std::time::Duration;
 
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    fn load_with(
-        file: Option<&str>,
-        vars: &[(&str, &str)],
-        overrides: &Overrides,
-    ) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tidefeed.toml");
-        if let Some(text) = file {
-            std::fs::write(&path, text).unwrap();
-        }
-        load(file.map(|_| path.as_path()), env(vars), overrides)
-    }
-
-    fn field_of(err: ConfigError) -> &'static str {
-        match err {
-            ConfigError::Invalid { field, .. } => field,
-            other => panic!("expected an invalid field, got {other}"),
-        }
-    }
+    use crate::testing::{fields_of, load_env, load_file};
+    use crate::Durability;
 
     #[test]
-    fn defaults_match_the_design_contract() {
-        let config = Config::default();
-        assert_eq!(config.server.listen, "127.0.0.1:7070".parse().unwrap());
+    fn the_example_file_is_the_defaults() {
+        assert_eq!(load_file(crate::example_toml()).unwrap(), Config::default());
         assert_eq!(
-            config.storage.data_dir,
-            std::path::PathBuf::from("./tidefeed-data")
-        );
-        assert_eq!(config.storage.durability, Durability::Sync);
-        assert_eq!(config.storage.wal_segment_bytes, 64 << 20);
-        assert_eq!(config.storage.memtable_bytes, 64 << 20);
-        assert_eq!(
-            config.feed.retention,
-            Some(std::time::Duration::from_secs(24 * 3600))
-        );
-        assert_eq!(config.feed.max_retention_bytes, 64 << 30);
-        assert_eq!(
-            config.feed.resolved_interval,
-            std::time::Duration::from_secs(1)
+            Config::from_toml(crate::example_toml()).unwrap(),
+            Config::default()
         );
     }
 
+    /// Every key the raw structs accept is in the environment table and in
+    /// the example file, with a comment above it, and nothing else is.
     #[test]
-    fn every_feed_knob_changes_the_result() {
-        let vars = [
-            ("TIDEFEED_FEED__RETENTION", "forever"),
-            ("TIDEFEED_FEED__MAX_RETENTION_BYTES", "1GiB"),
-            ("TIDEFEED_FEED__RESOLVED_INTERVAL", "250ms"),
-        ];
-        let feed = load_with(None, &vars, &Overrides::default()).unwrap().feed;
-        assert_eq!(feed.retention, None);
-        assert_eq!(feed.max_retention_bytes, 1 << 30);
-        assert_eq!(feed.resolved_interval, Duration::from_millis(250));
-        let feed = load_with(
-            Some("[feed]\nretention = \"2h\"\n"),
-            &[],
-            &Overrides::default(),
-        )
-        .unwrap()
-        .feed;
-        assert_eq!(feed.retention, Some(Duration::from_secs(7200)));
-        for (var, value, field) in [
-            ("TIDEFEED_FEED__RETENTION", "always", "feed.retention"),
-            (
-                "TIDEFEED_FEED__RESOLVED_INTERVAL",
-                "0s",
-                "feed.resolved_interval",
-            ),
-            (
-                "TIDEFEED_FEED__MAX_RETENTION_BYTES",
-                "lots",
-                "feed.max_retention_bytes",
-            ),
-        ] {
+    fn every_accepted_key_is_documented_in_the_example() {
+        let example: toml::Table = DEFAULTS.parse().unwrap();
+        let sections = fields_of::<RawConfig>();
+        assert_eq!(sections, ["server", "storage", "feed", "auth", "kafka"]);
+        assert_eq!(
+            example.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            sections.iter().copied().collect::<BTreeSet<_>>()
+        );
+        for section in sections {
+            let accepted: BTreeSet<&str> = match section {
+                "server" => fields_of::<RawServer>(),
+                "storage" => fields_of::<RawStorage>(),
+                "feed" => fields_of::<RawFeed>(),
+                "auth" => fields_of::<RawAuth>(),
+                "kafka" => fields_of::<RawKafka>(),
+                other => panic!("untested section {other}"),
+            }
+            .into_iter()
+            .collect();
+            let in_env: BTreeSet<&str> = env::KEYS
+                .iter()
+                .find(|(s, _)| *s == section)
+                .map(|(_, keys)| keys.iter().map(|(k, _)| *k).collect())
+                .unwrap_or_default();
+            let in_example: BTreeSet<&str> = example[section]
+                .as_table()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(accepted, in_env, "[{section}] keys vs. environment keys");
             assert_eq!(
-                field_of(load_with(None, &[(var, value)], &Overrides::default()).unwrap_err()),
-                field
+                accepted, in_example,
+                "[{section}] keys vs. the example file"
+            );
+        }
+        let mut previous = "";
+        for line in DEFAULTS.lines() {
+            let is_key = line.split_once(" = ").is_some_and(|(key, _)| {
+                !key.starts_with('#') && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            });
+            if is_key {
+                assert!(previous.starts_with('#'), "no comment above {line:?}");
+            }
+            previous = line;
+        }
+    }
+
+    /// The ranges the example file states are the ones the code checks.
+    #[test]
+    fn the_example_states_each_range_as_validated() {
+        use std::ops::RangeInclusive;
+
+        use crate::units::{format_duration, format_size};
+        use crate::{feed, kafka, server, storage};
+
+        let sizes = |r: RangeInclusive<u64>| {
+            format!("{} to {}", format_size(*r.start()), format_size(*r.end()))
+        };
+        let durations = |r: RangeInclusive<Duration>| {
+            format!(
+                "{} to {}",
+                format_duration(*r.start()),
+                format_duration(*r.end())
+            )
+        };
+        let counts = |r: RangeInclusive<u64>| format!("{} to {}", r.start(), r.end());
+        let cases = [
+            ("max_body_bytes", sizes(server::MAX_BODY_BYTES)),
+            ("request_timeout", durations(server::REQUEST_TIMEOUT)),
+            ("max_streams", counts(server::MAX_STREAMS)),
+            (
+                "keep_alive_interval",
+                durations(server::KEEP_ALIVE_INTERVAL),
+            ),
+            ("shutdown_grace", durations(server::SHUTDOWN_GRACE)),
+            (
+                "async_sync_interval",
+                durations(storage::ASYNC_SYNC_INTERVAL),
+            ),
+            ("wal_segment_size", sizes(storage::WAL_SEGMENT_SIZE)),
+            ("memtable_size", sizes(storage::MEMTABLE_SIZE)),
+            ("max_key_bytes", sizes(storage::MAX_KEY_BYTES)),
+            ("max_row_bytes", sizes(storage::MAX_ROW_BYTES)),
+            ("max_batch_bytes", sizes(storage::MAX_BATCH_BYTES)),
+            ("retention", durations(feed::RETENTION)),
+            ("history_bytes", sizes(feed::HISTORY_BYTES)),
+            ("max_retention_bytes", sizes(feed::MAX_RETENTION_BYTES)),
+            ("resolved_interval", durations(feed::RESOLVED_INTERVAL)),
+            ("max_event_bytes", sizes(feed::MAX_EVENT_BYTES)),
+            (
+                "consumer_idle_expiry",
+                durations(feed::CONSUMER_IDLE_EXPIRY),
+            ),
+            ("topic_partitions", counts(kafka::TOPIC_PARTITIONS)),
+            (
+                "topic_replication_factor",
+                counts(kafka::TOPIC_REPLICATION_FACTOR),
+            ),
+            ("max_in_flight_bytes", sizes(kafka::MAX_IN_FLIGHT_BYTES)),
+        ];
+        let lines: Vec<&str> = DEFAULTS.lines().collect();
+        for (key, range) in cases {
+            let at = lines
+                .iter()
+                .position(|line| line.starts_with(&format!("{key} = ")))
+                .unwrap_or_else(|| panic!("{key} is not in the example"));
+            assert!(
+                lines[at - 1].contains(&format!("{range})"))
+                    || lines[at - 1].contains(&format!("{range},")),
+                "the comment above {key} should state the range {range}: {:?}",
+                lines[at - 1]
             );
         }
     }
 
     #[test]
-    fn the_example_file_is_the_defaults() {
-        assert_eq!(
-            load_with(Some(crate::example_toml()), &[], &Overrides::default()).unwrap(),
-            Config::default()
-        );
-    }
-
-    #[test]
-    fn file_then_env_then_flags_take_precedence() {
-        let file = "[storage]\ndata_dir = \"/from/file\"\ndurability = \"async\"\nasync_sync_interval = \"5ms\"\n[server]\nlisten = \"127.0.0.1:1\"\n";
-        let config = load_with(Some(file), &[], &Overrides::default()).unwrap();
-        assert_eq!(
-            config.storage.data_dir,
-            std::path::PathBuf::from("/from/file")
-        );
+    fn defaults_lt_file_lt_env_lt_flags() {
+        let file = "[storage]\ndata_dir = \"/from/file\"\ndurability = \"async\"\nasync_sync_interval = \"5ms\"\n\
+                    [server]\nlisten = \"127.0.0.1:1\"\nmax_streams = 5\n[feed]\nretention = \"2h\"\n";
+        let path = Path::new("tidefeed.toml");
+        let none = Overrides::default();
+        let config = layered(Some((path, file)), Vec::new(), &none).unwrap();
+        assert_eq!(config.storage.data_dir, PathBuf::from("/from/file"));
         assert_eq!(
             config.storage.durability,
             Durability::Async {
@@ -375,141 +263,133 @@ mod tests {
             }
         );
         assert_eq!(config.server.listen, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(config.server.max_streams, 5);
+        assert_eq!(config.feed.retention, Some(Duration::from_secs(7200)));
+        // Keys the file leaves out keep their defaults.
+        assert_eq!(config.storage.memtable_bytes, 64 << 20);
 
-        let vars = [
-            ("TIDEFEED_STORAGE__DATA_DIR", "/from/env"),
-            ("TIDEFEED_SERVER__LISTEN", "127.0.0.1:2"),
-        ];
-        let config = load_with(Some(file), &vars, &Overrides::default()).unwrap();
-        assert_eq!(
-            config.storage.data_dir,
-            std::path::PathBuf::from("/from/env")
-        );
+        let vars = || {
+            vec![
+                (
+                    "TIDEFEED_STORAGE__DATA_DIR".to_owned(),
+                    "/from/env".to_owned(),
+                ),
+                (
+                    "TIDEFEED_SERVER__LISTEN".to_owned(),
+                    "127.0.0.1:2".to_owned(),
+                ),
+                ("TIDEFEED_SERVER__MAX_STREAMS".to_owned(), "6".to_owned()),
+            ]
+        };
+        let config = layered(Some((path, file)), vars(), &none).unwrap();
+        assert_eq!(config.storage.data_dir, PathBuf::from("/from/env"));
         assert_eq!(config.server.listen, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(config.server.max_streams, 6);
+        assert_eq!(config.feed.retention, Some(Duration::from_secs(7200)));
 
         let flags = Overrides {
             listen: Some("127.0.0.1:3".parse().unwrap()),
             data_dir: Some("/from/flag".into()),
         };
-        let config = load_with(Some(file), &vars, &flags).unwrap();
-        assert_eq!(
-            config.storage.data_dir,
-            std::path::PathBuf::from("/from/flag")
-        );
+        let config = layered(Some((path, file)), vars(), &flags).unwrap();
+        assert_eq!(config.storage.data_dir, PathBuf::from("/from/flag"));
         assert_eq!(config.server.listen, "127.0.0.1:3".parse().unwrap());
+        assert_eq!(config.server.max_streams, 6);
+
+        // A flag wins over an invalid value below it, and is itself checked
+        // by the insecure-listen rule.
+        let config = layered(
+            None,
+            [("TIDEFEED_SERVER__LISTEN".to_owned(), "nowhere".to_owned())],
+            &flags,
+        );
+        assert_eq!(
+            config.unwrap().server.listen,
+            "127.0.0.1:3".parse().unwrap()
+        );
+        let public = Overrides {
+            listen: Some("0.0.0.0:7070".parse().unwrap()),
+            data_dir: None,
+        };
+        let error = layered(None, Vec::new(), &public).unwrap_err();
+        assert!(
+            matches!(error, ConfigError::InsecureListen { .. }),
+            "{error}"
+        );
     }
 
     #[test]
-    fn every_storage_knob_changes_the_result() {
-        let vars = [
-            ("TIDEFEED_STORAGE__DURABILITY", "async"),
-            ("TIDEFEED_STORAGE__ASYNC_SYNC_INTERVAL", "2s"),
-            ("TIDEFEED_STORAGE__WAL_SEGMENT_SIZE", "1MiB"),
-            ("tidefeed_storage__memtable_size", "ignored: not our prefix"),
-            ("TIDEFEED_STORAGE__MEMTABLE_SIZE", "512KiB"),
+    fn arrays_are_replaced_and_passthrough_tables_merge_across_layers() {
+        let file = "[kafka]\nbrokers = [\"a:1\", \"b:2\"]\n[kafka.librdkafka]\nlinger.ms = 5\n\"client.id\" = \"file\"\n";
+        let vars = vec![
+            ("TIDEFEED_KAFKA__BROKERS".to_owned(), "c:3".to_owned()),
+            (
+                "TIDEFEED_KAFKA__LIBRDKAFKA".to_owned(),
+                "{ \"client.id\" = \"env\" }".to_owned(),
+            ),
         ];
-        let storage = load_with(None, &vars, &Overrides::default())
-            .unwrap()
-            .storage;
-        assert_eq!(
-            storage.durability,
-            Durability::Async {
-                interval: Duration::from_secs(2)
-            }
-        );
-        assert_eq!(storage.wal_segment_bytes, 1 << 20);
-        assert_eq!(storage.memtable_bytes, 512 << 10);
-        let storage = load_with(
-            Some("[storage]\nwal_segment_size = 131072\n"),
-            &[],
+        let kafka = layered(
+            Some((Path::new("f.toml"), file)),
+            vars,
             &Overrides::default(),
         )
         .unwrap()
-        .storage;
-        assert_eq!(storage.wal_segment_bytes, 131_072);
+        .kafka;
+        assert_eq!(kafka.brokers, ["c:3"]);
+        assert_eq!(kafka.librdkafka.get("linger.ms"), Some("5"));
+        assert_eq!(kafka.librdkafka.get("client.id"), Some("env"));
     }
 
     #[test]
-    fn invalid_values_name_their_field() {
-        let none = Overrides::default();
-        let cases: &[(&str, &str, &str)] = &[
-            (
-                "TIDEFEED_STORAGE__DURABILITY",
-                "sometimes",
-                "storage.durability",
-            ),
-            (
-                "TIDEFEED_STORAGE__ASYNC_SYNC_INTERVAL",
-                "0ms",
-                "storage.async_sync_interval",
-            ),
-            (
-                "TIDEFEED_STORAGE__ASYNC_SYNC_INTERVAL",
-                "soon",
-                "storage.async_sync_interval",
-            ),
-            (
-                "TIDEFEED_STORAGE__WAL_SEGMENT_SIZE",
-                "1KiB",
-                "storage.wal_segment_size",
-            ),
-            (
-                "TIDEFEED_STORAGE__MEMTABLE_SIZE",
-                "64MB",
-                "storage.memtable_size",
-            ),
-            ("TIDEFEED_SERVER__LISTEN", "localhost", "server.listen"),
-            ("TIDEFEED_STORAGE__DATA_DIR", "", "storage.data_dir"),
-        ];
-        for (var, value, field) in cases {
-            let err = load_with(None, &[(var, value)], &none).unwrap_err();
-            let message = err.to_string();
-            assert_eq!(field_of(err), *field, "{var}={value}");
+    fn unknown_keys_and_sections_are_rejected_by_name_and_file() {
+        for (text, name) in [
+            ("[storage]\ndurabilty = \"sync\"\n", "durabilty"),
+            ("[metrics]\nenabled = true\n", "metrics"),
+            ("listen = \"127.0.0.1:7070\"\n", "listen"),
+            ("[kafka]\nbroker = \"a:1\"\n", "broker"),
+        ] {
+            let error = load_file(text).unwrap_err();
+            let message = error.to_string();
             assert!(
-                message.contains(field) && message.contains(value),
+                matches!(error, ConfigError::Schema { .. })
+                    && message.contains(name)
+                    && message.contains("tidefeed.toml"),
                 "{message}"
             );
         }
     }
 
     #[test]
-    fn unknown_keys_sections_and_variables_are_rejected_by_name() {
-        let none = Overrides::default();
-        let err = load_with(Some("[storage]\ndurabilty = \"sync\"\n"), &[], &none).unwrap_err();
-        assert!(
-            matches!(err, ConfigError::Schema { .. }) && err.to_string().contains("durabilty"),
-            "{err}"
-        );
-        let err = load_with(Some("[kafka]\nenabled = true\n"), &[], &none).unwrap_err();
-        assert!(err.to_string().contains("kafka"), "{err}");
-        let err = load_with(Some("[auth]\ntokens = []\n"), &[], &none).unwrap_err();
-        assert!(err.to_string().contains("auth"), "{err}");
-        let err = load_with(None, &[("TIDEFEED_STORAGE__DURABILTY", "sync")], &none).unwrap_err();
-        assert!(
-            matches!(&err, ConfigError::UnknownEnv { name } if name == "TIDEFEED_STORAGE__DURABILTY"),
-            "{err}"
-        );
-        let err = load_with(None, &[("TIDEFEED_KAFKA__ENABLED", "true")], &none).unwrap_err();
-        assert!(matches!(err, ConfigError::UnknownEnv { .. }));
-        assert!(load_with(None, &[("TIDEFEED_LOG", "debug")], &none).is_ok());
-    }
-
-    #[test]
-    fn unreadable_and_malformed_files_name_the_path() {
-        let err = load(
+    fn unreadable_and_malformed_files_name_the_path_and_position() {
+        let error = load(
             Some(Path::new("/nonexistent/tidefeed.toml")),
-            env(&[]),
+            Vec::new(),
             &Overrides::default(),
         )
         .unwrap_err();
         assert!(
-            matches!(err, ConfigError::Read { .. })
-                && err.to_string().contains("/nonexistent/tidefeed.toml")
+            matches!(error, ConfigError::Read { .. })
+                && error.to_string().contains("/nonexistent/tidefeed.toml"),
+            "{error}"
         );
-        let err = load_with(Some("[storage\n"), &[], &Overrides::default()).unwrap_err();
+        let error = load_file("[server]\nlisten = \"127.0.0.1:7070\"\n[storage\n").unwrap_err();
         assert!(
-            matches!(err, ConfigError::Parse { .. }) && err.to_string().contains("tidefeed.toml"),
-            "{err}"
+            matches!(error, ConfigError::Parse { line: 3, .. })
+                && error.to_string().contains("tidefeed.toml"),
+            "{error:?}"
         );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("real.toml");
+        std::fs::write(&path, "[feed]\nretention = \"forever\"\n").unwrap();
+        let config = load(Some(&path), Vec::new(), &Overrides::default()).unwrap();
+        assert_eq!(config.feed.retention, None);
+    }
+
+    #[test]
+    fn every_section_validates_even_when_its_feature_is_off() {
+        // The connector is disabled by default, yet a bad [kafka] value is
+        // reported now rather than on the day it is enabled.
+        let error = load_env(&[("TIDEFEED_KAFKA__FORMAT", "avro")]).unwrap_err();
+        assert_eq!(error.field(), Some("kafka.format"));
     }
 }
