@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
@@ -18,7 +17,7 @@ use crate::commit::request::{prepare, Mutation, WriteResult};
 use crate::commit::thread::{CommitThread, Request};
 use crate::compaction::pick::CompactionLimits;
 use crate::consumers::{ConsumerInfo, Consumers};
-use crate::error::{Error, Result, WalStage};
+use crate::error::{Error, Result, Stage};
 use crate::flow::FlowLimits;
 use crate::flush::{BackgroundConfig, FlushSignal, FlushWorker};
 use crate::manifest::Manifest;
@@ -40,8 +39,8 @@ use crate::Seq;
 
 const LOCK_FILE: &str = "LOCK";
 
-/// A background failure that stops the engine.
-type Failure = (WalStage, Arc<std::io::Error>);
+/// A failure that stopped the engine: the stage and the original error.
+type Failure = (Stage, Arc<Error>);
 
 /// State shared by the handle, the readers, the commit thread and the
 /// flush worker.
@@ -56,12 +55,23 @@ pub(crate) struct Shared {
     visible_tx: watch::Sender<Seq>,
     /// Becomes `true` when the engine starts closing.
     closed_tx: watch::Sender<bool>,
+    /// Held (shared) by operations that write metadata files, and taken
+    /// (exclusive) to start closing, so no such write runs once closing
+    /// has begun (after which the directory lock is released).
+    lifecycle: RwLock<()>,
+    /// Highest seq known to be on stable storage (fdatasynced). Equal to
+    /// the visible seq in sync mode; behind it by up to the sync interval
+    /// in async mode.
+    durable_seq: AtomicU64,
     pub metrics: Arc<EngineMetrics>,
-    /// Set when background work fails; writes are refused from then on.
+    /// Set when the WAL, background work or an engine thread fails; writes
+    /// are refused from then on. The first failure wins.
     failure: Mutex<Option<Failure>>,
-    /// Counts completed flushes; the commit thread waits on it while stalled.
-    flushes: Mutex<u64>,
-    flushed: Condvar,
+    /// Counts events that can end a write stall or a wait for a flush:
+    /// flushes, compactions, a failure, the start of shutdown. Waiters
+    /// check their condition while holding it, so none is missed.
+    progress: Mutex<u64>,
+    progressed: Condvar,
     pub consumers: Consumers,
     /// Held while low-water moves and while a consumer is created, so a
     /// consumer can never be created at a position retention is dropping.
@@ -101,39 +111,110 @@ impl Shared {
         self.visible_seq.load(Ordering::Acquire)
     }
 
-    pub(crate) fn poison_background(&self, error: Error) {
-        let cause = match error {
-            Error::Io { source, .. } => source,
-            other => std::io::Error::other(other),
-        };
+    pub(crate) fn set_durable(&self, seq: Seq) {
+        self.durable_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    pub(crate) fn durable(&self) -> Seq {
+        self.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// Records a failure that stops the engine (the first one wins) and
+    /// wakes every waiter. Returns the error later operations report.
+    pub(crate) fn poison(&self, stage: Stage, cause: Arc<Error>) -> Error {
+        let (stage, cause) = self
+            .failure
+            .lock()
+            .expect("failure lock poisoned")
+            .get_or_insert((stage, cause))
+            .clone();
+        // Wake a stalled commit thread so it refuses its writes.
+        self.notify_progress();
+        Error::Poisoned { stage, cause }
+    }
+
+    /// Records a panic of an engine thread. A panic poisons the engine
+    /// twice: first from a guard dropped while the thread unwinds (before
+    /// the writers' reply channels are dropped, so they see the failure
+    /// rather than `Closed`), without the panic's message; then with the
+    /// message once the panic is caught, which replaces the first.
+    pub(crate) fn poison_panic(&self, stage: Stage, thread: &'static str, message: Option<String>) {
+        let error = Arc::new(Error::Panicked {
+            thread,
+            message: message
+                .clone()
+                .unwrap_or_else(|| "(the message follows in the log)".to_owned()),
+        });
+        {
+            let mut failure = self.failure.lock().expect("failure lock poisoned");
+            let replace = match &*failure {
+                None => true,
+                Some((_, cause)) => {
+                    message.is_some()
+                        && matches!(&**cause, Error::Panicked { thread: t, .. } if *t == thread)
+                }
+            };
+            if replace {
+                *failure = Some((stage, error));
+            }
+        }
+        self.notify_progress();
+    }
+
+    /// The error that describes the failure that stopped the engine.
+    pub(crate) fn poisoned(&self) -> Option<Error> {
         self.failure
             .lock()
             .expect("failure lock poisoned")
-            .get_or_insert((WalStage::Flush, Arc::new(cause)));
-        // Wake a stalled commit thread so it refuses its writes.
-        self.notify_flushed();
+            .clone()
+            .map(|(stage, cause)| Error::Poisoned { stage, cause })
     }
 
-    pub(crate) fn background_failure(&self) -> Option<Failure> {
-        self.failure.lock().expect("failure lock poisoned").clone()
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.failure
+            .lock()
+            .expect("failure lock poisoned")
+            .is_some()
     }
 
-    pub(crate) fn flush_progress(&self) -> MutexGuard<'_, u64> {
-        self.flushes.lock().expect("flush lock poisoned")
+    /// Whether the engine has started closing.
+    pub(crate) fn is_closing(&self) -> bool {
+        *self.closed_tx.borrow()
     }
 
-    /// Waits until a flush completes (or a timeout, after which the caller
-    /// re-checks its condition).
-    pub(crate) fn wait_for_flush<'a>(&self, progress: MutexGuard<'a, u64>) -> MutexGuard<'a, u64> {
-        self.flushed
-            .wait_timeout(progress, Duration::from_millis(100))
-            .expect("flush lock poisoned")
-            .0
+    /// Runs `op` unless the engine is closing; closing waits for it.
+    pub(crate) fn while_open<T>(&self, op: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _open = self.lifecycle.read().expect("lifecycle lock poisoned");
+        if self.is_closing() {
+            return Err(Error::Closed);
+        }
+        op()
     }
 
-    pub(crate) fn notify_flushed(&self) {
-        *self.flush_progress() += 1;
-        self.flushed.notify_all();
+    /// The error for an operation that found the engine's threads gone:
+    /// the failure that stopped it, else `Closed`.
+    pub(crate) fn gone(&self) -> Error {
+        self.poisoned().unwrap_or(Error::Closed)
+    }
+
+    pub(crate) fn progress(&self) -> MutexGuard<'_, u64> {
+        self.progress.lock().expect("progress lock poisoned")
+    }
+
+    /// Waits until something that may end a stall happens. Callers check
+    /// their condition while holding `progress`, so no wake-up is lost.
+    pub(crate) fn wait_for_progress<'a>(
+        &self,
+        progress: MutexGuard<'a, u64>,
+    ) -> MutexGuard<'a, u64> {
+        self.progressed
+            .wait(progress)
+            .expect("progress lock poisoned")
+    }
+
+    pub(crate) fn notify_progress(&self) {
+        *self.progress() += 1;
+        self.progressed.notify_all();
     }
 }
 
@@ -223,7 +304,7 @@ impl Engine {
         let manifest = crate::datadir::check_metadata(&dir)?;
         let catalog = Catalog::open(&dir)?;
         let catalog_snapshot = catalog.snapshot();
-        let consumers = Consumers::open(&dir)?;
+        let consumers = Consumers::open(&dir, options.faults.clone())?;
         check_catalog_covers(&dir, &manifest, &catalog_snapshot)?;
 
         let sst_dir = dir.join(SST_DIR);
@@ -262,6 +343,7 @@ impl Engine {
             Ok(())
         })?;
         delete_unlisted_table_files(&sst_dir, &manifest)?;
+        consumers.reconcile(wal.last_seq, manifest.low_water)?;
         let sealed = Arc::new(SealedSegments::new(wal_dir.clone(), wal.sealed.clone()));
         // A crash between a manifest commit and the WAL cleanup leaves
         // segments the manifest already covers.
@@ -315,10 +397,12 @@ impl Engine {
             head: Mutex::new((wal.last_seq, head_ts)),
             visible_tx,
             closed_tx,
+            lifecycle: RwLock::new(()),
+            durable_seq: AtomicU64::new(wal.last_seq),
             metrics,
             failure: Mutex::new(None),
-            flushes: Mutex::new(0),
-            flushed: Condvar::new(),
+            progress: Mutex::new(0),
+            progressed: Condvar::new(),
             consumers,
             retention: Mutex::new(()),
         });
@@ -346,10 +430,17 @@ impl Engine {
             },
             cache,
         };
-        let flush = std::thread::Builder::new()
-            .name("tidefeed-flush".into())
-            .spawn(move || flusher.run(flush_signals))
-            .map_err(Error::io(&dir))?;
+        let flush = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("tidefeed-flush".into())
+                .spawn(move || {
+                    guard_panics(&shared, Stage::BackgroundThread, "background", || {
+                        flusher.run(flush_signals)
+                    });
+                })
+                .map_err(Error::io(&dir))?
+        };
         if has_immutable {
             let _ = flush_signal.send(FlushSignal::Work);
         }
@@ -367,12 +458,18 @@ impl Engine {
             flush: flush_signal.clone(),
             next_seq: wal.last_seq + 1,
             last_ts_micros: head_ts,
+            faults: options.faults.clone(),
         };
         let (requests, receiver) = mpsc::channel();
+        let commit_shared = shared.clone();
         let commit = match std::thread::Builder::new()
             .name("tidefeed-commit".into())
-            .spawn(move || committer.run(receiver))
-        {
+            .spawn(move || {
+                guard_panics(&commit_shared, Stage::CommitThread, "commit", || {
+                    committer.run(receiver)
+                })
+                .unwrap_or_else(|| Err(commit_shared.gone()))
+            }) {
             Ok(commit) => commit,
             Err(e) => {
                 let _ = flush_signal.send(FlushSignal::Shutdown);
@@ -412,7 +509,8 @@ impl Engine {
     /// Creates a table, durably. Creating a table that exists with the
     /// identical schema succeeds with [`CreateTable::Exists`].
     pub fn create_table(&self, schema: TableSchema) -> Result<CreateTable> {
-        self.inner.shared.catalog.create(schema)
+        let shared = &self.inner.shared;
+        shared.while_open(|| shared.catalog.create(schema))
     }
 
     pub fn table(&self, name: &str) -> Option<Arc<Table>> {
@@ -425,12 +523,16 @@ impl Engine {
     }
 
     fn submit(&self, batch: Vec<Mutation>) -> Result<oneshot::Receiver<Result<WriteResult>>> {
-        let ops = prepare(&self.inner.shared.catalog.snapshot(), batch)?;
+        let shared = &self.inner.shared;
+        if shared.is_closing() {
+            return Err(shared.gone());
+        }
+        let ops = prepare(&shared.catalog.snapshot(), batch)?;
         let (reply, receiver) = oneshot::channel();
         self.inner
             .requests
             .send(Request::Write { ops, reply })
-            .map_err(|_| Error::Closed)?;
+            .map_err(|_| shared.gone())?;
         Ok(receiver)
     }
 
@@ -445,13 +547,15 @@ impl Engine {
     pub fn write(&self, batch: Vec<Mutation>) -> Result<WriteResult> {
         self.submit(batch)?
             .blocking_recv()
-            .map_err(|_| Error::Closed)?
+            .map_err(|_| self.inner.shared.gone())?
     }
 
     /// [`Engine::write`] for async callers. Validation runs on the calling
     /// task; waiting for durability does not block the executor.
     pub async fn write_async(&self, batch: Vec<Mutation>) -> Result<WriteResult> {
-        self.submit(batch)?.await.map_err(|_| Error::Closed)?
+        self.submit(batch)?
+            .await
+            .map_err(|_| self.inner.shared.gone())?
     }
 
     /// The highest seq readers can see. Every seq at or below it is applied.
@@ -488,6 +592,9 @@ impl Engine {
     /// `[low_water, visible_seq]`. The state is taken after the visible seq
     /// is read, so it holds every change up to it.
     fn read_at(&self, at: Option<Seq>) -> Result<(Seq, Arc<LsmState>)> {
+        if self.inner.shared.is_closing() {
+            return Err(Error::Closed);
+        }
         let visible = self.visible_seq();
         let state = self.inner.shared.state();
         let at = match at {
@@ -619,14 +726,21 @@ impl Engine {
     /// position.
     pub fn create_consumer(&self, name: &str, position: Option<Seq>) -> Result<ConsumerInfo> {
         let shared = &self.inner.shared;
-        let _retention = shared.retention.lock().expect("retention lock poisoned");
-        let (position, state) = self.read_at(position)?;
-        debug_assert!(position >= state.low_water);
-        shared.consumers.create(name, position, now_micros())
+        shared.while_open(|| {
+            let _retention = shared.retention.lock().expect("retention lock poisoned");
+            let (position, state) = self.read_at(position)?;
+            debug_assert!(position >= state.low_water);
+            shared
+                .consumers
+                .create(name, position, now_micros(), shared.durable())
+        })
     }
 
     /// The consumer, whether valid or invalidated (with the reason).
     pub fn consumer(&self, name: &str) -> Result<ConsumerInfo> {
+        if self.inner.shared.is_closing() {
+            return Err(Error::Closed);
+        }
         Ok(self.with_lag(self.inner.shared.consumers.get(name)?))
     }
 
@@ -638,6 +752,9 @@ impl Engine {
     /// A valid consumer's position; for an invalidated one, the error that
     /// says why (its history may be gone).
     pub fn consumer_position(&self, name: &str) -> Result<Seq> {
+        if self.inner.shared.is_closing() {
+            return Err(Error::Closed);
+        }
         Ok(self.inner.shared.consumers.get_valid(name)?.position)
     }
 
@@ -662,11 +779,13 @@ impl Engine {
                 visible,
             });
         }
-        self.inner.shared.consumers.ack(name, seq, now_micros())
+        let shared = &self.inner.shared;
+        shared.while_open(|| shared.consumers.ack(name, seq, now_micros()))
     }
 
     pub fn delete_consumer(&self, name: &str) -> Result<()> {
-        self.inner.shared.consumers.delete(name)
+        let shared = &self.inner.shared;
+        shared.while_open(|| shared.consumers.delete(name, shared.durable()))
     }
 
     /// Every change with seq above this is retained.
@@ -677,29 +796,26 @@ impl Engine {
     /// Makes every write committed so far part of a table file: rotates the
     /// active memtable and waits for the flush. For tests and operations.
     pub fn flush(&self) -> Result<()> {
+        let shared = &self.inner.shared;
+        if shared.is_closing() {
+            return Err(shared.gone());
+        }
         let (reply, done) = mpsc::channel();
         self.inner
             .requests
             .send(Request::Rotate(reply))
-            .map_err(|_| Error::Closed)?;
-        let target = done.recv().map_err(|_| Error::Closed)?;
-        let shared = &self.inner.shared;
-        let mut progress = shared.flush_progress();
+            .map_err(|_| shared.gone())?;
+        let target = done.recv().map_err(|_| shared.gone())?;
+        let mut progress = shared.progress();
         while shared.state().flushed_seq < target {
-            if let Some((stage, cause)) = shared.background_failure() {
-                return Err(Error::Poisoned { stage, cause });
+            if let Some(error) = shared.poisoned() {
+                return Err(error);
             }
-            if self
-                .inner
-                .running
-                .lock()
-                .expect("engine lock poisoned")
-                .is_none()
-            {
-                // Closed while waiting: the worker that would flush is gone.
+            if shared.is_closing() {
+                // The worker that would flush is stopping.
                 return Err(Error::Closed);
             }
-            progress = shared.wait_for_flush(progress);
+            progress = shared.wait_for_progress(progress);
         }
         Ok(())
     }
@@ -724,13 +840,11 @@ impl Engine {
         let running = self.inner.running.lock().expect("engine lock poisoned");
         let sender = running.as_ref().ok_or(Error::Closed)?.flush_signal.clone();
         drop(running);
-        sender.send(signal(reply)).map_err(|_| Error::Closed)?;
+        let shared = &self.inner.shared;
+        sender.send(signal(reply)).map_err(|_| shared.gone())?;
         match done.recv() {
             Ok(result) => result,
-            Err(_) => match self.inner.shared.background_failure() {
-                Some((stage, cause)) => Err(Error::Poisoned { stage, cause }),
-                None => Err(Error::Closed),
-            },
+            Err(_) => Err(self.inner.shared.gone()),
         }
     }
 
@@ -761,21 +875,37 @@ impl Inner {
         let Some(running) = self.running.lock().expect("engine lock poisoned").take() else {
             return Ok(());
         };
-        self.shared.closed_tx.send_replace(true);
-        // The commit thread first: it may be waiting for a flush, and it
-        // commits everything already submitted. Then the flush worker.
-        let _ = running.requests.send(Request::Shutdown);
-        let committed = running.commit.join();
-        let _ = running.flush_signal.send(FlushSignal::Shutdown);
-        let flushed = running.flush.join();
-        let result = match committed {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        if let Err(panic) = flushed {
-            std::panic::resume_unwind(panic);
+        // From here on, operations are refused; a stalled commit thread
+        // wakes up and refuses its stalled writes.
+        {
+            let _closing = self
+                .shared
+                .lifecycle
+                .write()
+                .expect("lifecycle lock poisoned");
+            self.shared.closed_tx.send_replace(true);
         }
-        result
+        self.shared.notify_progress();
+        // The commit thread first: it commits everything already
+        // submitted (unless stalled). Then the background worker, which
+        // writes pending consumer acks. Panics were turned into a poisoned
+        // engine inside the threads, so joining cannot fail.
+        let _ = running.requests.send(Request::Shutdown);
+        let committed = running
+            .commit
+            .join()
+            .unwrap_or_else(|_| Err(self.shared.gone()));
+        let _ = running.flush_signal.send(FlushSignal::Shutdown);
+        let _ = running.flush.join();
+        // The lock is released (by dropping it) only after both threads
+        // are gone: nothing of this engine writes to the directory after
+        // another engine may have opened it.
+        drop(running._lock);
+        match (committed, self.shared.poisoned()) {
+            (Err(error), _) => Err(error),
+            (Ok(()), Some(error)) => Err(error),
+            (Ok(()), None) => Ok(()),
+        }
     }
 }
 
@@ -783,6 +913,30 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if let Err(error) = self.stop() {
             tracing::error!(%error, "engine shutdown on drop failed");
+        }
+    }
+}
+
+/// Runs an engine thread's body; a panic poisons the engine with the
+/// panic's message (so writers get an error, not a hang) instead of
+/// unwinding into `close`. Returns `None` after a panic.
+fn guard_panics<T>(
+    shared: &Shared,
+    stage: Stage,
+    thread: &'static str,
+    body: impl FnOnce() -> T,
+) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(value) => Some(value),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+            tracing::error!(thread, %message, "an engine thread panicked; the engine is poisoned");
+            shared.poison_panic(stage, thread, Some(message));
+            None
         }
     }
 }

@@ -26,19 +26,32 @@ pub enum Error {
     /// The WAL write or fdatasync of this write's commit group failed. The
     /// write was not acknowledged; whether it reached disk is unknown until the
     /// engine is reopened. The engine is poisoned from here on.
-    #[error("WAL {stage} failed, the write's outcome is unknown and the engine is now poisoned: {source}")]
+    #[error(
+        "{stage} failed, the write's outcome is unknown and the engine is now poisoned: {cause}"
+    )]
     CommitFailed {
-        stage: WalStage,
+        stage: Stage,
         #[source]
-        source: Arc<io::Error>,
+        cause: Arc<Error>,
     },
 
-    /// An earlier storage failure stopped the engine (fail-stop). Reopening
-    /// the engine recovers every acknowledged write.
-    #[error("the engine stopped accepting writes after a storage failure ({stage} failed: {cause}); restart to recover")]
+    /// An earlier failure stopped the engine (fail-stop): a WAL write or
+    /// fdatasync, a flush, a compaction, a manifest or consumers-file
+    /// write, or a panic of an engine thread. `cause` keeps the original
+    /// error with its file. Reopening the engine recovers every
+    /// acknowledged write.
+    #[error("the engine stopped after a failure ({stage} failed: {cause}); restart to recover")]
     Poisoned {
-        stage: WalStage,
-        cause: Arc<io::Error>,
+        stage: Stage,
+        #[source]
+        cause: Arc<Error>,
+    },
+
+    /// An engine thread panicked (a bug); the engine is poisoned.
+    #[error("the {thread} thread panicked: {message}")]
+    Panicked {
+        thread: &'static str,
+        message: String,
     },
 
     /// On-disk data failed validation. Startup stops rather than guess.
@@ -107,7 +120,7 @@ pub enum Error {
     #[error("history below seq {low_water} is no longer retained (requested {requested})")]
     BelowRetention { requested: Seq, low_water: Seq },
 
-    #[error("consumer name {name:?} must be 1 to 64 characters of a-z, 0-9, '_', '-', '.'")]
+    #[error("consumer name {name:?} must be 1 to 64 characters of a-z, 0-9, '_', '-', '.', starting with a letter, digit or '_'")]
     InvalidConsumerName { name: String },
     #[error("consumer {name:?} already exists")]
     ConsumerExists { name: String },
@@ -115,7 +128,10 @@ pub enum Error {
     NoSuchConsumer { name: String },
     /// The consumer stopped holding retention; its history may be gone.
     #[error("consumer {name:?} was invalidated: {reason}")]
-    ConsumerInvalidated { name: String, reason: String },
+    ConsumerInvalidated {
+        name: String,
+        reason: crate::consumers::InvalidationReason,
+    },
 
     /// A read asked for a seq that has not been committed yet.
     #[error("seq {requested} is not yet visible (visible seq is {visible})")]
@@ -140,23 +156,41 @@ pub enum Error {
     Closed,
 }
 
-/// Which step of the WAL commit failed.
+/// Which step of the engine's work failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WalStage {
+pub enum Stage {
+    /// Writing a commit group to the WAL.
     Write,
+    /// fdatasync of the WAL.
     Sync,
+    /// Sealing a WAL segment and starting the next.
     Rotate,
-    /// Writing a memtable to an SSTable and committing it to the manifest.
+    /// Writing a memtable to a table file.
     Flush,
+    /// Merging table files.
+    Compaction,
+    /// Committing the manifest.
+    Manifest,
+    /// Writing `consumers.json`.
+    Consumers,
+    /// The commit thread panicked.
+    CommitThread,
+    /// The background (flush and compaction) thread panicked.
+    BackgroundThread,
 }
 
-impl std::fmt::Display for WalStage {
+impl std::fmt::Display for Stage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            WalStage::Write => "write",
-            WalStage::Sync => "fdatasync",
-            WalStage::Rotate => "segment rotation",
-            WalStage::Flush => "memtable flush",
+            Stage::Write => "WAL write",
+            Stage::Sync => "WAL fdatasync",
+            Stage::Rotate => "WAL segment rotation",
+            Stage::Flush => "memtable flush",
+            Stage::Compaction => "compaction",
+            Stage::Manifest => "manifest commit",
+            Stage::Consumers => "consumers file write",
+            Stage::CommitThread => "the commit thread",
+            Stage::BackgroundThread => "the background thread",
         })
     }
 }

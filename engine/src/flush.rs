@@ -21,8 +21,9 @@ use bytes::Bytes;
 use crate::compaction::gc::HistoryFilter;
 use crate::compaction::pick::{self, CompactionLimits, FileSummary, Task};
 use crate::compaction::worker::{install, write_outputs};
+use crate::consumers::InvalidationReason;
 use crate::engine::Shared;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::fault::FaultInjector;
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
@@ -34,6 +35,14 @@ use crate::wal::segments::SealedSegments;
 
 /// How often the worker re-checks retention when nothing else wakes it.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// A failed step of background work: what it was doing and why.
+pub(crate) type StageError = (Stage, Error);
+type StageResult<T = ()> = std::result::Result<T, StageError>;
+
+fn at(stage: Stage) -> impl FnOnce(Error) -> StageError {
+    move |error| (stage, error)
+}
 
 pub(crate) enum FlushSignal {
     /// A memtable became immutable.
@@ -79,35 +88,43 @@ impl FlushWorker {
                 }
                 Ok(FlushSignal::Settle(sender)) => reply = Some(sender),
                 Ok(FlushSignal::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
-                    if let Err(error) = self.shared.consumers.persist_acks() {
+                    if let Err(error) = self.shared.consumers.persist_acks(self.shared.durable()) {
                         tracing::error!(%error, "could not write consumer acks at shutdown");
                     }
                     return;
                 }
             }
             let result = self.round(full);
-            if let Some(reply) = reply {
-                let _ = reply.send(match &result {
-                    Ok(()) => Ok(()),
-                    Err(_) => Err(Error::Closed),
-                });
-            }
-            if let Err(error) = result {
-                tracing::error!(%error, "background work failed; the engine is poisoned");
-                self.shared.poison_background(error);
+            if let Err((stage, error)) = result {
+                tracing::error!(%stage, %error, "background work failed; the engine is poisoned");
+                let poisoned = self.shared.poison(stage, Arc::new(error));
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(poisoned));
+                }
                 return;
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(Ok(()));
             }
         }
     }
 
     /// Flushes what waits, moves low-water, compacts what is over limits
     /// (or everything, for a full compaction).
-    fn round(&mut self, full: bool) -> Result<()> {
+    fn round(&mut self, full: bool) -> StageResult {
+        if let Some(faults) = &self.faults {
+            faults.before_background_round();
+        }
         while let Some(memtable) = self.shared.state().oldest_immutable().cloned() {
             self.flush(&memtable)?;
         }
+        // Acks are written before low-water moves: retention is held by
+        // written positions, so this round can let go of what was acked.
+        self.shared
+            .consumers
+            .persist_acks(self.shared.durable())
+            .map_err(at(Stage::Consumers))?;
         self.advance_low_water()?;
-        self.shared.consumers.persist_acks()?;
         if full {
             if let Some(task) = pick::full(&self.summaries()) {
                 self.compact(task)?;
@@ -117,6 +134,21 @@ impl FlushWorker {
             self.compact(task)?;
         }
         Ok(())
+    }
+
+    fn commit_manifest(&self, next: &Manifest) -> StageResult {
+        if let Some(faults) = &self.faults {
+            faults.before_manifest().map_err(|source| {
+                (
+                    Stage::Manifest,
+                    Error::Io {
+                        path: Manifest::path(&self.data_dir),
+                        source,
+                    },
+                )
+            })?;
+        }
+        next.commit(&self.data_dir).map_err(at(Stage::Manifest))
     }
 
     fn summaries(&self) -> Vec<Vec<FileSummary>> {
@@ -138,7 +170,7 @@ impl FlushWorker {
             .collect()
     }
 
-    fn flush(&mut self, memtable: &Arc<Memtable>) -> Result<()> {
+    fn flush(&mut self, memtable: &Arc<Memtable>) -> StageResult {
         let id = self.manifest.next_file_id;
         let path = sst_path(&self.sst_dir, id);
         let written = match &self.faults {
@@ -150,11 +182,11 @@ impl FlushWorker {
             Ok(meta) => meta,
             Err(source) => {
                 let _ = std::fs::remove_file(&path);
-                return Err(Error::Io { path, source });
+                return Err((Stage::Flush, Error::Io { path, source }));
             }
         };
-        crate::fsutil::sync_dir(&self.sst_dir)?;
-        let output = install(id, &meta, &self.cache)?;
+        crate::fsutil::sync_dir(&self.sst_dir).map_err(at(Stage::Flush))?;
+        let output = install(id, &meta, &self.cache).map_err(at(Stage::Flush))?;
 
         let last = memtable
             .by_seq(memtable.last_seq())
@@ -169,13 +201,16 @@ impl FlushWorker {
             seq: last.seq,
             flushed_bytes: next.flushed_bytes,
         });
-        next.commit(&self.data_dir)?;
+        self.commit_manifest(&next)?;
         self.manifest = next;
 
         self.shared
             .update_state(|state| Some(state.with_flushed(memtable, output.file)));
-        self.shared.notify_flushed();
-        let deleted = self.sealed.delete_through(self.manifest.flushed_seq)?;
+        self.shared.notify_progress();
+        let deleted = self
+            .sealed
+            .delete_through(self.manifest.flushed_seq)
+            .map_err(at(Stage::Flush))?;
         let metrics = &self.shared.metrics;
         metrics.flushes.add(1);
         metrics.flushed_bytes.add(meta.file_bytes);
@@ -201,20 +236,25 @@ impl FlushWorker {
     }
 
     /// Moves low-water to what the history window allows, held back by
-    /// valid durable consumers. Consumers idle past their expiry, or
-    /// holding history past `max_retention_bytes`, are invalidated first.
-    fn advance_low_water(&mut self) -> Result<()> {
+    /// the written positions of valid durable consumers. Consumers idle
+    /// past their expiry, or holding more than `max_retention_bytes` of
+    /// history beyond the window, are invalidated first.
+    fn advance_low_water(&mut self) -> StageResult {
         let shared = self.shared.clone();
         let _retention = shared.retention.lock().expect("retention lock poisoned");
         let consumers = &shared.consumers;
         let now = crate::engine::now_micros();
         if let Some(expiry) = self.config.consumer_idle_expiry {
             let horizon = now.saturating_sub(i64::try_from(expiry.as_micros()).unwrap_or(i64::MAX));
-            for name in consumers.idle_before(horizon) {
-                consumers.invalidate(
-                    &name,
-                    format!("no ack for longer than the idle expiry of {expiry:?}"),
-                )?;
+            for (name, acked_micros) in consumers.idle_before(horizon) {
+                let idle = now.saturating_sub(acked_micros).max(0) as u64 / 1_000_000;
+                let reason = InvalidationReason::IdleExpiry {
+                    idle_secs: idle,
+                    expiry_secs: expiry.as_secs(),
+                };
+                consumers
+                    .invalidate(&name, reason, shared.durable())
+                    .map_err(at(Stage::Consumers))?;
                 shared.metrics.consumers_invalidated.add(1);
             }
         }
@@ -227,29 +267,24 @@ impl FlushWorker {
                 bytes: self.config.history_bytes,
             },
         );
-        let retained: u64 = shared.state().files().map(|f| f.bytes).sum();
-        let low_water = loop {
-            match consumers.hold() {
-                Some((position, name)) if position < window => {
-                    if let Some(cap) = self
-                        .config
-                        .max_retention_bytes
-                        .filter(|cap| retained > *cap)
-                    {
-                        consumers.invalidate(
-                            &name,
-                            format!("it held {retained} bytes of history, more than max_retention_bytes ({cap})"),
-                        )?;
-                        shared.metrics.consumers_invalidated.add(1);
-                        continue;
-                    }
-                    // Consumers are created at or above low-water, and
-                    // their acks only move forward.
-                    break position.max(self.manifest.low_water);
-                }
-                _ => break window,
-            }
-        };
+        let decision = retention::decide(
+            self.manifest.low_water,
+            window,
+            &consumers.holders(),
+            &self.manifest.checkpoints,
+            self.config.max_retention_bytes,
+        );
+        for (name, held_bytes) in decision.invalidate {
+            let reason = InvalidationReason::RetentionCap {
+                held_bytes,
+                max_bytes: self.config.max_retention_bytes.unwrap_or(0),
+            };
+            consumers
+                .invalidate(&name, reason, shared.durable())
+                .map_err(at(Stage::Consumers))?;
+            shared.metrics.consumers_invalidated.add(1);
+        }
+        let low_water = decision.low_water;
         if low_water == self.manifest.low_water {
             return Ok(());
         }
@@ -257,7 +292,7 @@ impl FlushWorker {
         next.low_water = low_water;
         retention::prune(&mut next.checkpoints, low_water);
         // Durable before any reader is refused or any history dropped.
-        next.commit(&self.data_dir)?;
+        self.commit_manifest(&next)?;
         self.manifest = next;
         self.shared.update_state(|state| {
             let mut next = state.clone();
@@ -268,13 +303,24 @@ impl FlushWorker {
         Ok(())
     }
 
-    fn compact(&mut self, task: Task) -> Result<()> {
+    fn compact(&mut self, task: Task) -> StageResult {
         let state = self.shared.state();
         let inputs: Vec<_> = state
             .files()
             .filter(|f| task.inputs.contains(&f.id))
             .cloned()
             .collect();
+        if let Some(faults) = &self.faults {
+            faults.before_compaction().map_err(|source| {
+                (
+                    Stage::Compaction,
+                    Error::Io {
+                        path: self.sst_dir.clone(),
+                        source,
+                    },
+                )
+            })?;
+        }
         let filter = HistoryFilter::new(self.manifest.low_water, task.bottom);
         let mut next_id = self.manifest.next_file_id;
         let outputs = write_outputs(
@@ -284,7 +330,8 @@ impl FlushWorker {
             &mut next_id,
             self.config.table_file_bytes,
             &self.cache,
-        )?;
+        )
+        .map_err(at(Stage::Compaction))?;
 
         let mut next = self.manifest.clone();
         next.next_file_id = next_id;
@@ -297,7 +344,7 @@ impl FlushWorker {
         let level = &mut next.levels[task.output_level];
         level.extend(outputs.iter().map(|o| o.entry.clone()));
         level.sort_by(|a, b| a.smallest_key.cmp(&b.smallest_key));
-        next.commit(&self.data_dir)?;
+        self.commit_manifest(&next)?;
         self.manifest = next;
 
         let (input_bytes, output_bytes): (u64, u64) = (
@@ -311,6 +358,8 @@ impl FlushWorker {
         for input in &inputs {
             input.reader.mark_obsolete();
         }
+        // Fewer L0 files may end a write stall.
+        self.shared.notify_progress();
         let metrics = &self.shared.metrics;
         metrics.compactions.add(1);
         metrics.compacted_bytes.add(output_bytes);

@@ -1,9 +1,11 @@
 //! The low-water mark: a pure decision over the retention policy.
 //!
 //! Every change with seq above low-water is kept (with its before-image)
-//! through flush and compaction; below it, history collapses. For now the
-//! policy is a time window measured against flush checkpoints; durable
-//! consumers join it with the change feed (issue [3/6]).
+//! through flush and compaction; below it, history collapses. The history
+//! window (time and/or bytes, measured against flush checkpoints) sets
+//! where low-water may go; valid durable consumers hold it back at their
+//! written positions; a consumer that would hold more than the retention
+//! cap of history *beyond the window* is invalidated instead.
 
 use std::time::Duration;
 
@@ -56,6 +58,67 @@ pub(crate) fn low_water(
             .map_or(0, |c| c.seq)
     });
     current.max(by_time.unwrap_or(0)).max(by_bytes.unwrap_or(0))
+}
+
+/// Bytes flushed for the seqs in `(from, to]`, at flush granularity: the
+/// history a reader at `from` holds back beyond `to`.
+pub(crate) fn history_bytes(checkpoints: &[Checkpoint], from: Seq, to: Seq) -> u64 {
+    // Cumulative bytes flushed up to the newest checkpoint at or below
+    // `seq`. Pruning keeps the newest checkpoint at or below low-water,
+    // and both ends are at or above it, so the answer is never inflated
+    // by checkpoints that were pruned away.
+    let cumulative = |seq: Seq| {
+        checkpoints
+            .iter()
+            .rev()
+            .find(|c| c.seq <= seq)
+            .map_or(0, |c| c.flushed_bytes)
+    };
+    cumulative(to).saturating_sub(cumulative(from))
+}
+
+/// Where low-water goes, given what the window allows and the written
+/// positions of valid durable consumers (any order), and which consumers
+/// are invalidated on the way because each held more than `cap` bytes of
+/// history beyond the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Decision {
+    pub low_water: Seq,
+    /// (consumer, bytes of history it held beyond the window).
+    pub invalidate: Vec<(String, u64)>,
+}
+
+pub(crate) fn decide(
+    current: Seq,
+    window: Seq,
+    holders: &[(Seq, String)],
+    checkpoints: &[Checkpoint],
+    cap: Option<u64>,
+) -> Decision {
+    let mut holders: Vec<&(Seq, String)> = holders.iter().collect();
+    holders.sort();
+    let mut invalidate = Vec::new();
+    for (position, name) in holders {
+        if *position >= window {
+            break;
+        }
+        let held = history_bytes(checkpoints, *position, window);
+        if cap.is_some_and(|cap| held > cap) {
+            invalidate.push((name.clone(), held));
+            continue;
+        }
+        // Consumers are created at or above low-water and written
+        // positions only move forward; `max` keeps low-water monotonic
+        // whatever a caller passes.
+        return Decision {
+            low_water: (*position).max(current),
+            invalidate,
+        };
+    }
+    Decision {
+        low_water: window.max(current),
+        invalidate,
+    }
 }
 
 /// Checkpoints still needed: those above low-water, plus the newest at or
@@ -127,6 +190,57 @@ mod tests {
             bytes: Some(500),
         };
         assert_eq!(low_water(0, &checkpoints, 400, both), 20);
+    }
+
+    fn holders(list: &[(Seq, &str)]) -> Vec<(Seq, String)> {
+        list.iter().map(|(s, n)| (*s, n.to_string())).collect()
+    }
+
+    #[test]
+    fn consumers_are_capped_by_the_history_they_hold_beyond_the_window() {
+        let checkpoints = cps();
+        // Flushed through 10: 1000 bytes, through 20: 3000, through 30: 3500.
+        assert_eq!(history_bytes(&checkpoints, 10, 30), 2500);
+        assert_eq!(history_bytes(&checkpoints, 25, 30), 500);
+        assert_eq!(history_bytes(&checkpoints, 30, 30), 0);
+        assert_eq!(history_bytes(&checkpoints, 0, 10), 1000);
+
+        type Case<'a> = (&'a [(Seq, &'a str)], Option<u64>, Seq, &'a [(&'a str, u64)]);
+        let table: &[Case<'_>] = &[
+            // No consumers: the window.
+            (&[], Some(1), 30, &[]),
+            // A consumer behind the window holds it, under the cap.
+            (&[(12, "a")], Some(2500), 12, &[]),
+            // Over the cap: invalidated, the next one holds.
+            (&[(5, "a"), (22, "b")], Some(1000), 22, &[("a", 3500)]),
+            // Both over: the window wins.
+            (
+                &[(5, "a"), (12, "b")],
+                Some(400),
+                30,
+                &[("a", 3500), ("b", 2500)],
+            ),
+            // No cap: whatever they hold.
+            (&[(5, "a")], None, 5, &[]),
+            // Ahead of the window: holds nothing, never invalidated.
+            (&[(35, "a")], Some(0), 30, &[]),
+        ];
+        for (list, cap, low_water, invalidated) in table {
+            let decision = decide(0, 30, &holders(list), &checkpoints, *cap);
+            assert_eq!(decision.low_water, *low_water, "{list:?} cap {cap:?}");
+            let expected: Vec<(String, u64)> = invalidated
+                .iter()
+                .map(|(n, b)| (n.to_string(), *b))
+                .collect();
+            assert_eq!(decision.invalidate, expected, "{list:?} cap {cap:?}");
+        }
+        // A database far larger than the cap does not matter: only
+        // history beyond the window counts.
+        let one_change_behind = decide(0, 30, &holders(&[(29, "a")]), &checkpoints, Some(600));
+        assert_eq!(one_change_behind.low_water, 29);
+        assert!(one_change_behind.invalidate.is_empty());
+        // Never backwards.
+        assert_eq!(decide(31, 30, &[], &checkpoints, None).low_water, 31);
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! The commit thread: the single owner of the commit order.
 
-use std::io;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -11,7 +10,8 @@ use crate::change::ChangeRecord;
 use crate::commit::request::{PreparedOp, WriteResult};
 use crate::commit::resolve::{resolve_batch, Current, Overlay};
 use crate::engine::Shared;
-use crate::error::{Error, Result, WalStage};
+use crate::error::{Error, Result, Stage};
+use crate::fault::FaultInjector;
 use crate::flow::{self, Backlog, FlowLimits, Pressure};
 use crate::flush::FlushSignal;
 use crate::options::Durability;
@@ -45,21 +45,32 @@ pub(crate) struct CommitThread {
     /// The seq the next change will get.
     pub next_seq: Seq,
     pub last_ts_micros: i64,
+    /// Test hook: injected panics.
+    pub faults: Option<Arc<FaultInjector>>,
 }
 
-struct Poison {
-    stage: WalStage,
-    cause: Arc<io::Error>,
+/// Poisons the engine if the commit thread unwinds. Declared after the
+/// group of pending replies, so it is dropped (and the engine poisoned)
+/// before those replies are: their writers then see the failure.
+struct PanicGuard<'a>(&'a Shared);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.poison_panic(Stage::CommitThread, "commit", None);
+        }
+    }
 }
 
 impl CommitThread {
     /// Runs until `Shutdown` or until every sender is gone. Returns the
-    /// result of the final sync.
+    /// result of the final sync, or the failure that stopped the engine.
     pub(crate) fn run(mut self, requests: Receiver<Request>) -> Result<()> {
-        let mut poison: Option<Poison> = None;
         // Time of the oldest write not yet fdatasynced (async mode only).
         let mut unsynced_since: Option<Instant> = None;
         let mut group = Vec::with_capacity(self.max_group_requests);
+        let shared = self.shared.clone();
+        let _guard = PanicGuard(&shared);
         let mut shutdown = false;
         while !shutdown {
             let first = match (self.durability, unsynced_since) {
@@ -97,52 +108,48 @@ impl CommitThread {
                     break;
                 }
             }
-            if poison.is_none() && !group.is_empty() {
-                self.apply_flow_control();
-                if let Some((stage, cause)) = self.shared.background_failure() {
-                    poison = Some(Poison { stage, cause });
+            if !group.is_empty() && !self.shared.is_poisoned() && !self.apply_flow_control() {
+                // Closing while stalled: the stalled writes are refused.
+                for (_, reply) in group.drain(..) {
+                    let _ = reply.send(Err(Error::Closed));
                 }
             }
-            if let Some(p) = &poison {
+            if self.shared.is_poisoned() {
                 for (_, reply) in group.drain(..) {
-                    let _ = reply.send(Err(Error::Poisoned {
-                        stage: p.stage,
-                        cause: p.cause.clone(),
-                    }));
+                    let _ = reply.send(Err(self.shared.gone()));
                 }
             } else if !group.is_empty() {
-                if let Err(p) = self.commit_group(&mut group, &mut unsynced_since) {
-                    tracing::error!(stage = %p.stage, error = %p.cause, "WAL failure; the engine is poisoned and accepts no more writes");
-                    poison = Some(p);
+                if let Err((stage, cause)) = self.commit_group(&mut group, &mut unsynced_since) {
+                    tracing::error!(%stage, error = %cause, "WAL failure; the engine is poisoned and accepts no more writes");
+                    self.shared.poison(stage, cause);
                 }
             }
-            if let (Durability::Async { interval }, Some(since), None) =
-                (self.durability, unsynced_since, &poison)
+            if let (Durability::Async { interval }, Some(since), false) =
+                (self.durability, unsynced_since, self.shared.is_poisoned())
             {
                 if shutdown || since.elapsed() >= interval {
                     match self.wal.sync() {
-                        Ok(()) => unsynced_since = None,
-                        Err((stage, e)) => {
-                            tracing::error!(%stage, error = %e, "background WAL sync failed; the engine is poisoned");
-                            poison = Some(Poison {
-                                stage,
-                                cause: Arc::new(e),
-                            });
+                        Ok(()) => {
+                            unsynced_since = None;
+                            self.shared.set_durable(self.next_seq - 1);
+                        }
+                        Err((stage, error)) => {
+                            tracing::error!(%stage, %error, "background WAL sync failed; the engine is poisoned");
+                            self.shared.poison(stage, Arc::new(error));
                         }
                     }
                 }
             }
         }
-        match poison {
-            Some(p) => Err(Error::Poisoned {
-                stage: p.stage,
-                cause: p.cause,
-            }),
-            None => self.wal.close().map_err(|(stage, e)| Error::CommitFailed {
-                stage,
-                source: Arc::new(e),
-            }),
+        if let Some(error) = self.shared.poisoned() {
+            return Err(error);
         }
+        self.wal
+            .close()
+            .map_err(|(stage, error)| Error::CommitFailed {
+                stage,
+                cause: Arc::new(error),
+            })
     }
 
     fn now_micros(&mut self) -> i64 {
@@ -160,7 +167,10 @@ impl CommitThread {
         &mut self,
         group: &mut Vec<(Vec<PreparedOp>, Reply)>,
         unsynced_since: &mut Option<Instant>,
-    ) -> Result<(), Poison> {
+    ) -> Result<(), (Stage, Arc<Error>)> {
+        if let Some(faults) = &self.faults {
+            faults.before_commit_group();
+        }
         self.maybe_rotate_memtable();
         let state = self.shared.state();
         let ts = self.now_micros();
@@ -210,17 +220,20 @@ impl CommitThread {
                     Ok(())
                 }
             });
-        if let Err((stage, e)) = durable {
-            let cause = Arc::new(e);
+        if let Err((stage, error)) = durable {
+            let cause = Arc::new(error);
             for (_, _, reply) in accepted {
                 let _ = reply.send(Err(Error::CommitFailed {
                     stage,
-                    source: cause.clone(),
+                    cause: cause.clone(),
                 }));
             }
-            return Err(Poison { stage, cause });
+            return Err((stage, cause));
         }
 
+        if self.durability == Durability::Sync {
+            self.shared.set_durable(next_seq - 1);
+        }
         let active = state.active().clone();
         let metrics = &self.shared.metrics;
         metrics.commit_groups.add(1);
@@ -269,9 +282,13 @@ impl CommitThread {
     /// Slows or stalls before a group while flushes fall behind, so memory
     /// stays bounded. A stall ends when a flush completes or background
     /// work fails (the group is then refused).
-    fn apply_flow_control(&self) {
+    ///
+    /// Returns `false` if the engine started closing during a stall: the
+    /// group is then refused rather than committed behind a flush that
+    /// will not come.
+    fn apply_flow_control(&self) -> bool {
         let mut stalled = false;
-        let mut progress = self.shared.flush_progress();
+        let mut progress = self.shared.progress();
         loop {
             let state = self.shared.state();
             let backlog = Backlog {
@@ -280,20 +297,24 @@ impl CommitThread {
             };
             drop(state);
             match flow::decide(backlog, self.flow) {
-                Pressure::Normal => break,
+                Pressure::Normal => return true,
                 Pressure::Slow(delay) => {
                     drop(progress);
                     std::thread::sleep(delay);
-                    break;
+                    return true;
                 }
-                Pressure::Stall if self.shared.background_failure().is_some() => break,
+                // The group is refused with the failure.
+                Pressure::Stall if self.shared.is_poisoned() => return true,
+                Pressure::Stall if self.shared.is_closing() => return false,
                 Pressure::Stall => {
                     if !stalled {
                         stalled = true;
                         self.shared.metrics.write_stalls.add(1);
                         tracing::warn!(?backlog, "writes stalled: flush or compaction is behind");
                     }
-                    progress = self.shared.wait_for_flush(progress);
+                    // Woken by every flush, compaction, failure and the
+                    // start of shutdown; the condition is re-checked.
+                    progress = self.shared.wait_for_progress(progress);
                 }
             }
         }

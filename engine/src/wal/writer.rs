@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, Result, WalStage};
+use crate::error::{Error, Result, Stage};
 use crate::fault::FaultInjector;
 use crate::fsutil;
 use crate::metrics::EngineMetrics;
@@ -19,7 +19,8 @@ use crate::Seq;
 /// of this size; only those steps change the file size.
 const EXTEND_STEP: u64 = 1 << 20;
 
-pub(crate) type WalFailure = (WalStage, io::Error);
+/// A failed WAL step, with the segment it failed on.
+pub(crate) type WalFailure = (Stage, Error);
 
 struct ActiveSegment {
     id: u64,
@@ -92,7 +93,8 @@ impl WalWriter {
         if self.segment.written > SEGMENT_HEADER_LEN
             && self.segment.written + len > self.segment_bytes
         {
-            self.rotate().map_err(|e| (WalStage::Rotate, e))?;
+            self.rotate()
+                .map_err(|e| (Stage::Rotate, self.io_error(e)))?;
         }
         let write = || -> io::Result<()> {
             if let Some(faults) = &self.faults {
@@ -107,7 +109,7 @@ impl WalWriter {
             }
             segment.file.write_all_at(frames, segment.written)
         };
-        write().map_err(|e| (WalStage::Write, e))?;
+        write().map_err(|e| (Stage::Write, self.io_error(e)))?;
         let end = self.segment.written + len;
         self.segment.zeroed_end = self
             .segment
@@ -127,7 +129,7 @@ impl WalWriter {
             }
             self.segment.file.sync_data()
         };
-        sync().map_err(|e| (WalStage::Sync, e))?;
+        sync().map_err(|e| (Stage::Sync, self.io_error(e)))?;
         self.metrics.wal_syncs.add(1);
         Ok(())
     }
@@ -155,6 +157,13 @@ impl WalWriter {
             .file
             .set_len(segment.written)
             .and_then(|()| segment.file.sync_all())
-            .map_err(|e| (WalStage::Sync, e))
+            .map_err(|e| (Stage::Sync, self.io_error(e)))
+    }
+
+    fn io_error(&self, source: io::Error) -> Error {
+        Error::Io {
+            path: self.segment.path.clone(),
+            source,
+        }
     }
 }

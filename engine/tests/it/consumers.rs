@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use tidefeed_engine::{Engine, EngineOptions, Error, Mutation};
+use tidefeed_engine::{
+    Durability, Engine, EngineOptions, Error, FaultInjector, InvalidationReason, Mutation,
+};
 
 use crate::common::{account, accounts_schema};
 
@@ -132,7 +134,10 @@ fn a_consumer_holding_more_than_the_retention_cap_is_invalidated_loudly() {
     engine.compact().unwrap();
     let info = engine.consumer("dead").unwrap();
     let reason = info.invalidated.expect("invalidated");
-    assert!(reason.contains("max_retention_bytes"), "{reason}");
+    assert!(
+        matches!(reason, InvalidationReason::RetentionCap { held_bytes, max_bytes: 1 } if held_bytes > 1),
+        "{reason:?}"
+    );
     assert!(engine.low_water() > 0, "it no longer holds retention");
     assert_eq!(engine.metrics().consumers_invalidated, 1);
     let err = engine.ack_consumer("dead", 10).unwrap_err();
@@ -165,6 +170,163 @@ fn a_consumer_idle_past_its_expiry_is_invalidated() {
         .unwrap()
         .invalidated
         .expect("idle consumer invalidated");
-    assert!(reason.contains("idle"), "{reason}");
+    assert!(
+        matches!(reason, InvalidationReason::IdleExpiry { .. }),
+        "{reason:?}"
+    );
+    assert!(reason.to_string().contains("idle expiry"), "{reason}");
     assert!(engine.consumer("busy").unwrap().invalidated.is_none());
+}
+
+/// The cap is measured on the history a consumer holds back beyond the
+/// window, not on the size of the database: in a database much larger than
+/// the cap, a consumer one change behind is fine, and one holding more
+/// than the cap of history is invalidated with what it held.
+#[test]
+fn the_retention_cap_counts_only_the_history_a_consumer_holds_beyond_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path());
+    options.max_retention_bytes = Some(64 << 10);
+    let engine = Engine::open(options).unwrap();
+    engine.create_table(accounts_schema()).unwrap();
+    // ~600 KiB of live rows, all flushed: ten times the cap.
+    for i in 0..600 {
+        let mut row = account(i, "c", i);
+        row.push((
+            "note".into(),
+            tidefeed_engine::Value::String("x".repeat(1000)),
+        ));
+        engine
+            .write(vec![Mutation::upsert("accounts", row)])
+            .unwrap();
+    }
+    engine.flush().unwrap();
+    engine.settle().unwrap();
+    engine.create_consumer("close-behind", None).unwrap();
+    write(&engine, 1);
+    engine.flush().unwrap();
+    engine.settle().unwrap();
+    assert_eq!(
+        engine.consumer("close-behind").unwrap().invalidated,
+        None,
+        "one small change behind in a database larger than the cap"
+    );
+
+    // A consumer that stops acking while ~200 KiB more are written holds
+    // that much beyond the window: over the cap.
+    engine.create_consumer("stuck", None).unwrap();
+    for i in 0..200 {
+        let mut row = account(i, "d", i);
+        row.push((
+            "note".into(),
+            tidefeed_engine::Value::String("y".repeat(1000)),
+        ));
+        engine
+            .write(vec![Mutation::upsert("accounts", row)])
+            .unwrap();
+        if i % 50 == 0 {
+            engine.flush().unwrap();
+        }
+    }
+    engine.flush().unwrap();
+    engine.settle().unwrap();
+    let reason = engine.consumer("stuck").unwrap().invalidated;
+    assert!(
+        matches!(reason, Some(InvalidationReason::RetentionCap { held_bytes, max_bytes }) if held_bytes > max_bytes && max_bytes == 64 << 10),
+        "{reason:?}"
+    );
+}
+
+/// Low-water is committed from written positions only: a crash after the
+/// manifest moves but before the acks are written (simulated by a failing
+/// consumers-file write) leaves every consumer able to read its history.
+#[test]
+fn a_lost_ack_only_retains_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = std::sync::Arc::new(FaultInjector::new());
+    {
+        let mut options = options(dir.path());
+        options.faults = Some(faults.clone());
+        let engine = Engine::open(options).unwrap();
+        engine.create_table(accounts_schema()).unwrap();
+        engine.create_consumer("sink", Some(0)).unwrap();
+        write(&engine, 500);
+        engine.flush().unwrap();
+        engine.ack_consumer("sink", 400).unwrap();
+        faults.fail_consumers_file_after(1);
+        let err = engine.settle().unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Poisoned {
+                    stage: tidefeed_engine::Stage::Consumers,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("consumers.json"),
+            "names the file: {err}"
+        );
+        let _ = engine.close();
+    }
+    let engine = Engine::open(options(dir.path())).unwrap();
+    let position = engine.consumer_position("sink").unwrap();
+    assert!(
+        position >= engine.low_water(),
+        "position {position} below low-water {}",
+        engine.low_water()
+    );
+    assert_eq!(
+        engine.changes(position, None).unwrap().count() as u64,
+        500 - position
+    );
+}
+
+/// In async mode an ack may run ahead of what is fdatasynced; the written
+/// position never does, and a position found beyond the recovered log (an
+/// edited or foreign file) is moved back so no later write is skipped.
+#[test]
+fn consumer_positions_never_pass_the_durable_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut options = options(dir.path());
+        options.durability = Durability::Async {
+            interval: Duration::from_secs(3600),
+        };
+        let engine = Engine::open(options).unwrap();
+        engine.create_table(accounts_schema()).unwrap();
+        engine.create_consumer("sink", Some(0)).unwrap();
+        write(&engine, 10);
+        engine.ack_consumer("sink", 10).unwrap();
+        engine.settle().unwrap();
+        let file = std::fs::read_to_string(dir.path().join("consumers.json")).unwrap();
+        let written: serde_json::Value = serde_json::from_str(&file).unwrap();
+        assert_eq!(
+            written["consumers"][0]["position"], 0,
+            "nothing is fdatasynced yet, so the written position stays at 0: {file}"
+        );
+        engine.close().unwrap();
+    }
+    // A consumers file that claims more than the log holds.
+    let path = dir.path().join("consumers.json");
+    let file = std::fs::read_to_string(&path).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&file).unwrap();
+    edited["consumers"][0]["position"] = 25.into();
+    std::fs::write(&path, edited.to_string()).unwrap();
+    let engine = Engine::open(options(dir.path())).unwrap();
+    assert_eq!(engine.visible_seq(), 10);
+    assert_eq!(
+        engine.consumer_position("sink").unwrap(),
+        10,
+        "moved back to the log's head"
+    );
+    write(&engine, 3);
+    let seqs: Vec<u64> = engine
+        .changes(engine.consumer_position("sink").unwrap(), None)
+        .unwrap()
+        .map(|c| c.unwrap().seq())
+        .collect();
+    assert_eq!(seqs, vec![11, 12, 13], "no later write is skipped");
 }

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use tidefeed_engine::{Engine, EngineOptions, Error, FaultInjector, Mutation, Value, WalStage};
+use tidefeed_engine::{Engine, EngineOptions, Error, FaultInjector, Mutation, Stage, Value};
 
 use crate::common::{account, accounts_schema, assert_acknowledged_present, open};
 
-fn run_until_poisoned(arm: impl FnOnce(&FaultInjector), expected: WalStage) {
+fn run_until_poisoned(arm: impl FnOnce(&FaultInjector), expected: Stage) {
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(FaultInjector::new());
     let mut options = EngineOptions::new(dir.path());
@@ -89,10 +89,10 @@ fn run_until_poisoned(arm: impl FnOnce(&FaultInjector), expected: WalStage) {
 
 #[test]
 fn an_injected_fsync_error_poisons_the_engine_and_reopen_recovers_acknowledged_writes() {
-    run_until_poisoned(|faults| faults.fail_sync_after(5), WalStage::Sync);
+    run_until_poisoned(|faults| faults.fail_sync_after(5), Stage::Sync);
 }
 
 #[test]
 fn an_injected_write_error_poisons_the_engine_and_reopen_recovers_acknowledged_writes() {
-    run_until_poisoned(|faults| faults.fail_write_after(5), WalStage::Write);
+    run_until_poisoned(|faults| faults.fail_write_after(5), Stage::Write);
 }

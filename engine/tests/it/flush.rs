@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tidefeed_engine::{Engine, EngineOptions, Error, FaultInjector, Mutation, Value, WalStage};
+use tidefeed_engine::{Engine, EngineOptions, Error, FaultInjector, Mutation, Stage, Value};
 
 use crate::common::{
     account, accounts_schema, all_changes, all_rows, assert_acknowledged_present,
@@ -167,7 +167,7 @@ fn a_failed_flush_stops_writes_and_a_restart_recovers_from_the_wal() {
         matches!(
             err,
             Error::Poisoned {
-                stage: WalStage::Flush,
+                stage: Stage::Flush,
                 ..
             }
         ),

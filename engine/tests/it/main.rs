@@ -15,4 +15,5 @@ mod oracle;
 mod races;
 mod reads;
 mod retention;
+mod shutdown;
 mod wal_fixtures;
