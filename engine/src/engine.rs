@@ -274,12 +274,14 @@ struct Inner {
     requests: Sender<Request>,
     data_dir: PathBuf,
     recovery: Recovery,
+    limits: crate::options::Limits,
 }
 
 impl Engine {
     /// Opens (creating if needed) the engine in `options.data_dir`, replays
     /// the WAL and starts the commit thread.
     pub fn open(options: EngineOptions) -> Result<Engine> {
+        options.validate()?;
         let dir = options.data_dir.clone();
         fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         let lock_path = dir.join(LOCK_FILE);
@@ -419,12 +421,12 @@ impl Engine {
                 history_window: options.history_window,
                 history_bytes: options.history_bytes,
                 limits: CompactionLimits {
-                    l0_trigger: options.l0_compaction_trigger.max(1),
+                    l0_trigger: options.l0_compaction_trigger,
                     level_base_bytes: options.level_base_bytes,
                     ratio: 10,
                     max_levels: 7,
                 },
-                table_file_bytes: options.table_file_bytes.max(1),
+                table_file_bytes: options.table_file_bytes,
                 max_retention_bytes: options.max_retention_bytes,
                 consumer_idle_expiry: options.consumer_idle_expiry,
             },
@@ -450,10 +452,11 @@ impl Engine {
             wal: writer,
             durability: options.durability,
             memtable_bytes: options.memtable_bytes,
-            max_group_requests: options.max_group_requests.max(1),
+            max_group_requests: options.max_group_requests,
+            limits: options.limits,
             flow: FlowLimits {
-                max_immutable: options.max_immutable_memtables.max(1),
-                max_l0_files: options.max_l0_files.max(1),
+                max_immutable: options.max_immutable_memtables,
+                max_l0_files: options.max_l0_files,
             },
             flush: flush_signal.clone(),
             next_seq: wal.last_seq + 1,
@@ -493,6 +496,7 @@ impl Engine {
                 requests,
                 data_dir: dir,
                 recovery,
+                limits: options.limits,
             }),
         })
     }
@@ -527,7 +531,7 @@ impl Engine {
         if shared.is_closing() {
             return Err(shared.gone());
         }
-        let ops = prepare(&shared.catalog.snapshot(), batch)?;
+        let ops = prepare(&shared.catalog.snapshot(), batch, &self.inner.limits)?;
         let (reply, receiver) = oneshot::channel();
         self.inner
             .requests

@@ -114,6 +114,15 @@ pub enum Error {
     #[error("batch has {ops} operations, the limit is {limit}")]
     BatchTooLarge { ops: usize, limit: usize },
 
+    /// A key, row or batch is larger than its configured limit. Nothing
+    /// was written.
+    #[error("{what} is {size} bytes, more than {} ({limit} bytes)", what.setting())]
+    TooLarge {
+        what: SizeLimit,
+        size: usize,
+        limit: usize,
+    },
+
     /// History at or below the low-water mark has been compacted away: a
     /// change scan from `requested` (exclusive) or a read as of `requested`
     /// cannot be served. Never an empty or partial result instead.
@@ -151,9 +160,45 @@ pub enum Error {
     #[error("committed change {seq} is missing from the engine (an engine bug)")]
     MissingChange { seq: Seq },
 
+    /// `Engine::open` was given options that cannot work together.
+    #[error(transparent)]
+    InvalidOptions(#[from] crate::options::OptionsError),
+
     /// The engine was closed; no further operations are possible.
     #[error("the engine is closed")]
     Closed,
+}
+
+/// Which size limit a write exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeLimit {
+    /// The encoded primary key.
+    Key,
+    /// The encoded row (after-image).
+    Row,
+    /// The batch as logged: keys, before- and after-images.
+    Batch,
+}
+
+impl SizeLimit {
+    /// The name of the limit's setting.
+    pub fn setting(self) -> &'static str {
+        match self {
+            SizeLimit::Key => "max_key_bytes",
+            SizeLimit::Row => "max_row_bytes",
+            SizeLimit::Batch => "max_batch_bytes",
+        }
+    }
+}
+
+impl std::fmt::Display for SizeLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SizeLimit::Key => "the encoded key",
+            SizeLimit::Row => "the encoded row",
+            SizeLimit::Batch => "the batch (keys, before- and after-images)",
+        })
+    }
 }
 
 /// Which step of the engine's work failed.
@@ -287,8 +332,10 @@ pub enum RowProblem {
     NotAKeyColumn,
     #[error("a patch cannot change a primary key column")]
     KeyChange,
-    #[error("value is {len} bytes, the limit is {limit}")]
-    TooLarge { len: usize, limit: usize },
+    #[error("timestamp is outside the years 0000 to 9999 (RFC 3339)")]
+    TimestampOutOfRange,
+    #[error("JSON value is nested {depth} levels deep, more than the limit of {limit}")]
+    TooDeep { depth: usize, limit: usize },
 }
 
 impl Error {

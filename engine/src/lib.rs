@@ -44,12 +44,13 @@ pub use change::{BatchPosition, Change, ChangeKind};
 pub use commit::{Mutation, MutationOp, Outcome, WriteResult, MAX_BATCH_OPS};
 pub use consumers::{ConsumerInfo, InvalidationReason};
 pub use engine::{Engine, KeyRange, Recovery, RowVersion, ScanPage};
-pub use error::{Corruption, Error, Result, RowProblem, SchemaProblem, Stage};
+pub use error::{Corruption, Error, Result, RowProblem, SchemaProblem, SizeLimit, Stage};
 pub use fault::FaultInjector;
 pub use metrics::MetricsSnapshot;
-pub use options::{Durability, EngineOptions};
+pub use options::{Durability, EngineOptions, Limits, OptionsError};
 pub use read::ChangeIter;
 pub use schema::{
     Column, ColumnType, NamedValues, Row, Table, TableId, TableSchema, Value, MAX_COLUMNS,
+    MAX_JSON_DEPTH, MAX_TIMESTAMP_MICROS, MIN_TIMESTAMP_MICROS,
 };
 pub use wal::recovery::WalReplay;

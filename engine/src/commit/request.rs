@@ -7,7 +7,8 @@ use bytes::Bytes;
 use crate::catalog::CatalogSnapshot;
 use crate::change::ChangeKind;
 use crate::codec::{key, row};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SizeLimit};
+use crate::options::Limits;
 use crate::schema::{NamedValues, Table, Value};
 use crate::Seq;
 
@@ -121,7 +122,11 @@ pub(crate) enum Action {
 
 /// Validates and encodes a batch on the caller's thread, so the commit
 /// thread spends its time only on what must be serial.
-pub(crate) fn prepare(catalog: &CatalogSnapshot, batch: Vec<Mutation>) -> Result<Vec<PreparedOp>> {
+pub(crate) fn prepare(
+    catalog: &CatalogSnapshot,
+    batch: Vec<Mutation>,
+    limits: &Limits,
+) -> Result<Vec<PreparedOp>> {
     if batch.is_empty() {
         return Err(Error::EmptyBatch);
     }
@@ -132,11 +137,11 @@ pub(crate) fn prepare(catalog: &CatalogSnapshot, batch: Vec<Mutation>) -> Result
         });
     }
     let single = batch.len() == 1;
-    batch
+    let ops: Vec<PreparedOp> = batch
         .into_iter()
         .enumerate()
         .map(|(index, mutation)| {
-            prepare_one(catalog, mutation).map_err(|source| {
+            prepare_one(catalog, mutation, limits).map_err(|source| {
                 if single {
                     source
                 } else {
@@ -147,10 +152,35 @@ pub(crate) fn prepare(catalog: &CatalogSnapshot, batch: Vec<Mutation>) -> Result
                 }
             })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    // The logged batch holds at least its keys and new rows; before-images
+    // are known only in the commit order, where the full size is checked.
+    let known: usize = ops
+        .iter()
+        .map(|op| {
+            op.key.len()
+                + match &op.action {
+                    Action::Upsert(row) => row.len(),
+                    Action::Patch(_) | Action::Delete => 0,
+                }
+        })
+        .sum();
+    check_size(SizeLimit::Batch, known, limits.max_batch_bytes)?;
+    Ok(ops)
 }
 
-fn prepare_one(catalog: &CatalogSnapshot, mutation: Mutation) -> Result<PreparedOp> {
+pub(crate) fn check_size(what: SizeLimit, size: usize, limit: usize) -> Result<()> {
+    if size > limit {
+        return Err(Error::TooLarge { what, size, limit });
+    }
+    Ok(())
+}
+
+fn prepare_one(
+    catalog: &CatalogSnapshot,
+    mutation: Mutation,
+    limits: &Limits,
+) -> Result<PreparedOp> {
     let table = catalog
         .by_name(&mutation.table)
         .cloned()
@@ -160,10 +190,9 @@ fn prepare_one(catalog: &CatalogSnapshot, mutation: Mutation) -> Result<Prepared
     let (key_values, action) = match mutation.op {
         MutationOp::Upsert { row: values } => {
             let row = table.full_row(values)?;
-            (
-                table.row_key(&row),
-                Action::Upsert(Bytes::from(row::encode(&row))),
-            )
+            let encoded = row::encode(&row);
+            check_size(SizeLimit::Row, encoded.len(), limits.max_row_bytes)?;
+            (table.row_key(&row), Action::Upsert(Bytes::from(encoded)))
         }
         MutationOp::Patch { key, columns } => {
             table.check_key(&key)?;
@@ -174,8 +203,10 @@ fn prepare_one(catalog: &CatalogSnapshot, mutation: Mutation) -> Result<Prepared
             (key, Action::Delete)
         }
     };
+    let key = key::encode(table.id(), &key_values);
+    check_size(SizeLimit::Key, key.len(), limits.max_key_bytes)?;
     Ok(PreparedOp {
-        key: Bytes::from(key::encode(table.id(), &key_values)),
+        key: Bytes::from(key),
         table,
         action,
         if_match: mutation.if_match,

@@ -13,8 +13,9 @@ use bytes::Bytes;
 
 use crate::change::{ChangeKind, ChangeRecord};
 use crate::codec::row;
-use crate::commit::request::{Action, Outcome, PreparedOp, WriteResult};
-use crate::error::{Error, Result};
+use crate::commit::request::{check_size, Action, Outcome, PreparedOp, WriteResult};
+use crate::error::{Error, Result, SizeLimit};
+use crate::options::Limits;
 use crate::Seq;
 
 /// The newest committed version of a key: its seq and its row (`None` for
@@ -44,6 +45,7 @@ pub(crate) fn resolve_batch(
     ts_micros: i64,
     overlay: &mut Overlay,
     lookup: &mut dyn FnMut(&Bytes) -> Result<Option<Current>>,
+    limits: &Limits,
 ) -> Result<ResolvedBatch> {
     let mut local: Overlay = HashMap::new();
     let mut changes: Vec<(ChangeKind, Bytes, Option<Bytes>, Option<Bytes>)> =
@@ -56,7 +58,7 @@ pub(crate) fn resolve_batch(
             None => lookup(&op.key)?,
         };
         let seq = first_seq + changes.len() as Seq;
-        let change = resolve_op(op, current).map_err(|source| {
+        let change = resolve_op(op, current, limits).map_err(|source| {
             if single {
                 source
             } else {
@@ -81,6 +83,14 @@ pub(crate) fn resolve_batch(
             }
         }
     }
+    // The whole batch as logged, before-images included: one WAL frame.
+    let logged: usize = changes
+        .iter()
+        .map(|(_, key, before, after)| {
+            key.len() + before.as_ref().map_or(0, Bytes::len) + after.as_ref().map_or(0, Bytes::len)
+        })
+        .sum();
+    check_size(SizeLimit::Batch, logged, limits.max_batch_bytes)?;
     overlay.extend(local);
     let size = changes.len() as u32;
     let records = changes
@@ -107,7 +117,7 @@ pub(crate) fn resolve_batch(
 
 type Resolved = Option<(ChangeKind, Option<Bytes>, Option<Bytes>)>;
 
-fn resolve_op(op: &PreparedOp, current: Option<Current>) -> Result<Resolved> {
+fn resolve_op(op: &PreparedOp, current: Option<Current>, limits: &Limits) -> Result<Resolved> {
     let table = &op.table;
     let (current_seq, before) = match current {
         Some(Current { seq, row }) => (row.as_ref().map(|_| seq), row),
@@ -143,12 +153,9 @@ fn resolve_op(op: &PreparedOp, current: Option<Current>) -> Result<Resolved> {
                     seq: current_seq.unwrap_or_default(),
                     what,
                 })?;
-            let merged = table.merge_patch(&current_row, patch)?;
-            Some((
-                ChangeKind::Update,
-                Some(before),
-                Some(Bytes::from(row::encode(&merged))),
-            ))
+            let merged = row::encode(&table.merge_patch(&current_row, patch)?);
+            check_size(SizeLimit::Row, merged.len(), limits.max_row_bytes)?;
+            Some((ChangeKind::Update, Some(before), Some(Bytes::from(merged))))
         }
         Action::Delete => before.map(|before| (ChangeKind::Delete, Some(before), None)),
     })
@@ -203,9 +210,18 @@ mod tests {
                 Mutation::upsert("t", row(1, "a")),
                 Mutation::delete("t", vec![Value::Int64(1)]),
             ],
+            &Limits::default(),
         )
         .unwrap();
-        let resolved = resolve_batch(&ops, 10, 0, &mut Overlay::new(), &mut |_| Ok(None)).unwrap();
+        let resolved = resolve_batch(
+            &ops,
+            10,
+            0,
+            &mut Overlay::new(),
+            &mut |_| Ok(None),
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(
             kinds(&resolved),
             vec![(10, ChangeKind::Insert), (11, ChangeKind::Delete)]
@@ -223,9 +239,18 @@ mod tests {
                 Mutation::delete("t", vec![Value::Int64(5)]),
                 Mutation::upsert("t", row(6, "x")),
             ],
+            &Limits::default(),
         )
         .unwrap();
-        let resolved = resolve_batch(&ops, 3, 0, &mut Overlay::new(), &mut |_| Ok(None)).unwrap();
+        let resolved = resolve_batch(
+            &ops,
+            3,
+            0,
+            &mut Overlay::new(),
+            &mut |_| Ok(None),
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(resolved.result.outcomes[0], Outcome::NoOp);
         assert_eq!(kinds(&resolved), vec![(3, ChangeKind::Insert)]);
         assert_eq!(resolved.records[0].batch_size, 1);
@@ -240,10 +265,19 @@ mod tests {
                 Mutation::upsert("t", row(1, "a")),
                 Mutation::patch("t", vec![Value::Int64(2)], vec![]),
             ],
+            &Limits::default(),
         )
         .unwrap();
         let mut overlay = Overlay::new();
-        let err = resolve_batch(&ops, 1, 0, &mut overlay, &mut |_| Ok(None)).unwrap_err();
+        let err = resolve_batch(
+            &ops,
+            1,
+            0,
+            &mut overlay,
+            &mut |_| Ok(None),
+            &Limits::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::InBatch { index: 1, .. }), "{err}");
         assert!(overlay.is_empty());
     }
@@ -252,25 +286,56 @@ mod tests {
     fn the_overlay_makes_later_batches_see_earlier_ones() {
         let catalog = catalog();
         let mut overlay = Overlay::new();
-        let first = prepare(&catalog, vec![Mutation::upsert("t", row(1, "a"))]).unwrap();
-        let first = resolve_batch(&first, 1, 0, &mut overlay, &mut |_| Ok(None)).unwrap();
+        let first = prepare(
+            &catalog,
+            vec![Mutation::upsert("t", row(1, "a"))],
+            &Limits::default(),
+        )
+        .unwrap();
+        let first = resolve_batch(
+            &first,
+            1,
+            0,
+            &mut overlay,
+            &mut |_| Ok(None),
+            &Limits::default(),
+        )
+        .unwrap();
         let second = prepare(
             &catalog,
             vec![
                 Mutation::patch("t", vec![Value::Int64(1)], vec![("v".into(), Value::Null)])
                     .if_match(1),
             ],
+            &Limits::default(),
         )
         .unwrap();
-        let second = resolve_batch(&second, 2, 0, &mut overlay, &mut |_| Ok(None)).unwrap();
+        let second = resolve_batch(
+            &second,
+            2,
+            0,
+            &mut overlay,
+            &mut |_| Ok(None),
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(second.records[0].kind, ChangeKind::Update);
         assert_eq!(second.records[0].before, first.records[0].after);
         let stale = prepare(
             &catalog,
             vec![Mutation::delete("t", vec![Value::Int64(1)]).if_match(1)],
+            &Limits::default(),
         )
         .unwrap();
-        let err = resolve_batch(&stale, 3, 0, &mut overlay, &mut |_| Ok(None)).unwrap_err();
+        let err = resolve_batch(
+            &stale,
+            3,
+            0,
+            &mut overlay,
+            &mut |_| Ok(None),
+            &Limits::default(),
+        )
+        .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -287,9 +352,22 @@ mod tests {
     #[test]
     fn a_tombstone_in_the_state_is_an_absent_row() {
         let catalog = catalog();
-        let ops = prepare(&catalog, vec![Mutation::upsert("t", row(1, "a"))]).unwrap();
+        let ops = prepare(
+            &catalog,
+            vec![Mutation::upsert("t", row(1, "a"))],
+            &Limits::default(),
+        )
+        .unwrap();
         let mut lookup = |_: &Bytes| Ok(Some(Current { seq: 7, row: None }));
-        let resolved = resolve_batch(&ops, 8, 0, &mut Overlay::new(), &mut lookup).unwrap();
+        let resolved = resolve_batch(
+            &ops,
+            8,
+            0,
+            &mut Overlay::new(),
+            &mut lookup,
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(resolved.records[0].kind, ChangeKind::Insert);
         assert_eq!(resolved.records[0].before, None);
     }

@@ -14,7 +14,7 @@ use crate::error::{Error, Result, Stage};
 use crate::fault::FaultInjector;
 use crate::flow::{self, Backlog, FlowLimits, Pressure};
 use crate::flush::FlushSignal;
-use crate::options::Durability;
+use crate::options::{Durability, Limits};
 use crate::wal::format::encode_batch;
 use crate::wal::writer::WalWriter;
 use crate::Seq;
@@ -39,6 +39,7 @@ pub(crate) struct CommitThread {
     pub durability: Durability,
     pub memtable_bytes: usize,
     pub max_group_requests: usize,
+    pub limits: Limits,
     pub flow: FlowLimits,
     /// Wakes the flush worker when a memtable becomes immutable.
     pub flush: Sender<FlushSignal>,
@@ -186,7 +187,7 @@ impl CommitThread {
             Vec::with_capacity(group.len());
         let mut next_seq = self.next_seq;
         for (ops, reply) in group.drain(..) {
-            match resolve_batch(&ops, next_seq, ts, &mut overlay, &mut lookup) {
+            match resolve_batch(&ops, next_seq, ts, &mut overlay, &mut lookup, &self.limits) {
                 Ok(resolved) => {
                     // A batch of no-op deletes has no frame, but its answer may
                     // rest on an earlier batch of this group, so it is given

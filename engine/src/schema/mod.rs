@@ -8,5 +8,8 @@
 mod table;
 mod value;
 
-pub use table::{Column, ColumnType, Table, TableId, TableSchema, MAX_COLUMNS};
+pub use table::{
+    Column, ColumnType, Table, TableId, TableSchema, MAX_COLUMNS, MAX_JSON_DEPTH,
+    MAX_TIMESTAMP_MICROS, MIN_TIMESTAMP_MICROS,
+};
 pub use value::{NamedValues, Row, Value};

@@ -12,6 +12,39 @@ pub type TableId = u32;
 /// The most columns a table may declare.
 pub const MAX_COLUMNS: usize = 1024;
 
+/// The deepest nesting a `json` value may have. Events wrap a value a few
+/// levels deeper still, and common JSON parsers (serde_json among them)
+/// refuse documents nested past 128 levels: what is accepted must stay
+/// readable by every consumer, forever.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Timestamps are RFC 3339 on the wire, which has four-digit years:
+/// 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z, in microseconds.
+pub const MIN_TIMESTAMP_MICROS: i64 = -62_167_219_200_000_000;
+pub const MAX_TIMESTAMP_MICROS: i64 = 253_402_300_799_999_999;
+
+/// The nesting depth of a JSON value (a scalar is 0), computed without
+/// recursion so that no value can exhaust the stack.
+fn json_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match value {
+            serde_json::Value::Array(items) => {
+                stack.extend(items.iter().map(|v| (v, depth + 1)));
+                deepest = deepest.max(depth + 1);
+            }
+            serde_json::Value::Object(fields) => {
+                stack.extend(fields.values().map(|v| (v, depth + 1)));
+                deepest = deepest.max(depth + 1);
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// The type of a column. JSON names: `int64`, `float64`, `bool`, `string`,
 /// `bytes`, `timestamp`, `json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,14 +224,27 @@ impl Table {
         match value {
             Value::Null if column.nullable => Ok(()),
             Value::Null => Err(self.reject(&column.name, RowProblem::Null)),
-            value if value.fits(column.ty) => {
-                if let Value::Float64(f) = value {
-                    if f.is_nan() && self.key_columns.contains(&index) {
-                        return Err(self.reject(&column.name, RowProblem::NaNKey));
-                    }
+            value if value.fits(column.ty) => match value {
+                Value::Float64(f) if f.is_nan() && self.key_columns.contains(&index) => {
+                    Err(self.reject(&column.name, RowProblem::NaNKey))
                 }
-                Ok(())
-            }
+                Value::Timestamp(t)
+                    if !(MIN_TIMESTAMP_MICROS..=MAX_TIMESTAMP_MICROS).contains(t) =>
+                {
+                    Err(self.reject(&column.name, RowProblem::TimestampOutOfRange))
+                }
+                Value::Json(json) => match json_depth(json) {
+                    depth if depth > MAX_JSON_DEPTH => Err(self.reject(
+                        &column.name,
+                        RowProblem::TooDeep {
+                            depth,
+                            limit: MAX_JSON_DEPTH,
+                        },
+                    )),
+                    _ => Ok(()),
+                },
+                _ => Ok(()),
+            },
             value => Err(self.reject(
                 &column.name,
                 RowProblem::TypeMismatch {
@@ -216,6 +262,12 @@ impl Table {
         for (name, value) in values {
             let Some(index) = self.column_index(&name) else {
                 return Err(self.reject(&name, RowProblem::UnknownColumn));
+            };
+            // JSON `null` in a json column is SQL NULL: one meaning for
+            // `null`, so a row read back (or an event) round-trips.
+            let value = match value {
+                Value::Json(serde_json::Value::Null) => Value::Null,
+                value => value,
             };
             self.check_value(index, &value)?;
             // The key codec maps -0.0 and +0.0 to one key; storing the key

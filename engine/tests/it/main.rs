@@ -10,6 +10,7 @@ mod crash_recovery;
 mod fail_stop;
 mod flush;
 mod group_commit;
+mod limits;
 mod metadata;
 mod oracle;
 mod races;
