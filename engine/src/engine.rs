@@ -713,6 +713,14 @@ impl Engine {
     /// visible seq), in seq order.
     pub fn changes(&self, since: Seq, upto: Option<Seq>) -> Result<ChangeIter> {
         let (upto, state) = self.read_at(upto)?;
+        if since > upto {
+            // A position the log never reached: an empty answer would hide
+            // the mistake (a stale position from another directory, say).
+            return Err(Error::FutureSeq {
+                requested: since,
+                visible: self.visible_seq(),
+            });
+        }
         if since < state.low_water {
             return Err(Error::BelowRetention {
                 requested: since,
@@ -914,9 +922,19 @@ impl Inner {
 }
 
 impl Drop for Inner {
+    /// Dropping the last handle closes the engine, which joins its threads.
+    /// On a worker of a multi-threaded tokio runtime that blocking is moved
+    /// off the executor (`block_in_place`), so the runtime's other tasks
+    /// keep running meanwhile.
     fn drop(&mut self) {
-        if let Err(error) = self.stop() {
-            tracing::error!(%error, "engine shutdown on drop failed");
+        let stop = || {
+            if let Err(error) = self.stop() {
+                tracing::error!(%error, "engine shutdown on drop failed");
+            }
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(stop),
+            _ => stop(),
         }
     }
 }

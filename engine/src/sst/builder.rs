@@ -46,10 +46,12 @@ pub(crate) struct SstBuilder {
     block_entries: u32,
     handles: Vec<BlockHandle>,
     /// Every encoded record, in arrival (key) order; written again in seq
-    /// order as log blocks at `finish`. Bounded by the file size.
+    /// order as log blocks at `finish`. Bounded by the file size, which
+    /// compaction cuts between keys only, so one key's history may make
+    /// it larger than 4 GiB: offsets are 64-bit.
     log: Vec<u8>,
     /// (seq, offset in `log`, length), sorted by seq at `finish`.
-    log_index: Vec<(Seq, u32, u32)>,
+    log_index: Vec<(Seq, u64, u32)>,
     bloom: BloomBuilder,
     last: Option<(Bytes, Seq)>,
     first_key: Option<Bytes>,
@@ -94,8 +96,10 @@ impl SstBuilder {
         let start = self.block.len();
         block::encode_record(&mut self.block, record);
         let encoded = &self.block[start..];
+        // One record is at most two rows and a key, far below 4 GiB.
+        let len = u32::try_from(encoded.len()).expect("a record is smaller than 4 GiB");
         self.log_index
-            .push((record.seq, self.log.len() as u32, encoded.len() as u32));
+            .push((record.seq, self.log.len() as u64, len));
         self.log.extend_from_slice(encoded);
         self.block_entries += 1;
         self.min_seq = self.min_seq.min(record.seq);
@@ -161,7 +165,8 @@ impl SstBuilder {
         let mut count = 0u32;
         for (i, &(seq, offset, len)) in log_index.iter().enumerate() {
             first_seq.get_or_insert(seq);
-            buf.extend_from_slice(&log[offset as usize..(offset + len) as usize]);
+            let start = usize::try_from(offset).expect("the log is in memory");
+            buf.extend_from_slice(&log[start..start + len as usize]);
             count += 1;
             if buf.len() >= LOG_BLOCK_BYTES || i + 1 == log_index.len() {
                 block::seal(&mut buf, count);

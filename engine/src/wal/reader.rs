@@ -8,6 +8,14 @@
 //! different: acknowledged data after it would be lost, so it is reported
 //! as corruption and startup stops. Sealed segments have no tail at all:
 //! any damage in them is corruption.
+//!
+//! NOTE: the bytes a torn frame announces are its own payload, and a
+//! payload is user data, which may hold anything, including bytes that
+//! verify as a frame (a `bytes` column holding a copy of a WAL frame, say).
+//! So a valid-looking frame *inside* the damaged frame's announced extent
+//! does not prove that acknowledged data follows, unless its seqs continue
+//! the log: a copy of history carries seqs already replayed. Anything
+//! found beyond the extent, or continuing the log's seqs, is corruption.
 
 use std::fs;
 use std::path::Path;
@@ -15,9 +23,10 @@ use std::path::Path;
 use crate::change::ChangeRecord;
 use crate::error::{Corruption, Error, Result};
 use crate::wal::format::{
-    self, read_frame, Frame, FRAME_HEADER_LEN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN,
-    SEGMENT_MAGIC,
+    self, read_frame, Frame, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN, SEGMENT_FORMAT_VERSION,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
+use crate::Seq;
 
 /// How a segment ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +45,7 @@ pub(crate) struct SegmentEnd {
 pub(crate) fn read_segment(
     path: &Path,
     sealed: bool,
+    next_seq: Seq,
     mut on_batch: impl FnMut(u64, Vec<ChangeRecord>) -> Result<()>,
 ) -> Result<SegmentEnd> {
     let buf = fs::read(path).map_err(Error::io(path))?;
@@ -81,14 +91,20 @@ pub(crate) fn read_segment(
     }
 
     let mut pos = header_len;
+    // The seq the log continues with: frames found after damage that carry
+    // it (or later seqs) are acknowledged data, not copies of history.
+    let mut next_seq = next_seq;
     while pos < buf.len() {
         let frame = read_frame(&buf[pos..]);
         let Frame::Valid { payload, len } = frame else {
-            return end_of_frames(&buf, pos, frame, sealed)
+            return end_of_frames(&buf, pos, frame, sealed, next_seq)
                 .map_err(|problem| corrupt(pos as u64, problem));
         };
         let records = format::decode_batch(payload)
             .map_err(|what| corrupt(pos as u64, Corruption::BadRecord(what)))?;
+        if let Some(last) = records.last() {
+            next_seq = next_seq.max(last.seq + 1);
+        }
         on_batch(pos as u64, records)?;
         pos += len;
     }
@@ -104,6 +120,7 @@ fn end_of_frames(
     pos: usize,
     frame: Frame<'_>,
     sealed: bool,
+    next_seq: Seq,
 ) -> Result<SegmentEnd, Corruption> {
     let rest = &buf[pos..];
     let all_zero = rest.iter().all(|&b| b == 0);
@@ -114,7 +131,7 @@ fn end_of_frames(
             _ => Corruption::BadFrame,
         });
     }
-    if !all_zero && valid_frame_after(buf, pos + 1) {
+    if !all_zero && acknowledged_frame_after(buf, pos, next_seq) {
         return Err(match frame {
             Frame::BadChecksum => Corruption::ChecksumMismatch,
             _ => Corruption::BadFrame,
@@ -134,13 +151,32 @@ fn written_len(bytes: &[u8]) -> u64 {
         .map_or(0, |last| last as u64 + 1)
 }
 
-/// Whether any offset at or after `from` starts a frame that verifies and
-/// decodes. Used only after damage is found, so its cost is paid only then.
-fn valid_frame_after(buf: &[u8], from: usize) -> bool {
-    (from..buf.len().saturating_sub(FRAME_HEADER_LEN)).any(|pos| {
+/// Whether a frame that may hold acknowledged data follows the damaged
+/// frame at `damaged`: any frame that verifies and decodes, except one
+/// lying inside the damaged frame's announced extent whose seqs are all
+/// before `next_seq` (user payload that looks like a copy of history; see
+/// the module note). Used only after damage is found, so its cost is paid
+/// only then.
+fn acknowledged_frame_after(buf: &[u8], damaged: usize, next_seq: Seq) -> bool {
+    let extent_end = buf
+        .get(damaged + 4..damaged + FRAME_HEADER_LEN)
+        .map(|len| u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize)
+        .filter(|&len| len <= MAX_PAYLOAD_LEN)
+        .map_or(damaged, |len| damaged + FRAME_HEADER_LEN + len);
+    (damaged + 1..buf.len().saturating_sub(FRAME_HEADER_LEN)).any(|pos| {
         // Cheap filter before the checksum: a payload starts with the
         // record version and type bytes.
-        buf.get(pos + FRAME_HEADER_LEN..pos + FRAME_HEADER_LEN + 2) == Some(&[1, 1])
-            && matches!(read_frame(&buf[pos..]), Frame::Valid { payload, .. } if format::decode_batch(payload).is_ok())
+        if buf.get(pos + FRAME_HEADER_LEN..pos + FRAME_HEADER_LEN + 2) != Some(&[1, 1]) {
+            return false;
+        }
+        let Frame::Valid { payload, len } = read_frame(&buf[pos..]) else {
+            return false;
+        };
+        let Ok(records) = format::decode_batch(payload) else {
+            return false;
+        };
+        let inside = pos + len <= extent_end;
+        let continues_the_log = records.last().is_some_and(|r| r.seq >= next_seq);
+        !inside || continues_the_log
     })
 }

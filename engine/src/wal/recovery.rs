@@ -54,7 +54,7 @@ pub(crate) fn replay(
     let mut sealed = Vec::with_capacity(segments.len());
     for (i, (id, path)) in segments.iter().enumerate() {
         let is_sealed = i + 1 < segments.len();
-        let end = reader::read_segment(path, is_sealed, |offset, records| {
+        let end = reader::read_segment(path, is_sealed, expected, |offset, records| {
             let first = records[0].seq;
             let last = records[records.len() - 1].seq;
             if last < expected {

@@ -250,3 +250,42 @@ fn a_closed_engine_touches_nothing() {
     assert_eq!(reopened.visible_seq(), 1);
     assert!(reopened.consumers().is_empty());
 }
+
+/// Dropping the last handle on a tokio worker closes the engine without
+/// holding the executor: another task on the same one-worker runtime must
+/// run meanwhile (here it is the one that lets the close finish).
+#[test]
+fn dropping_the_engine_on_a_tokio_worker_does_not_block_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut options, faults) = with_faults(dir.path());
+    options.memtable_bytes = 1 << 10;
+    options.max_immutable_memtables = 16;
+    let engine = Engine::open(options).unwrap();
+    engine.create_table(accounts_schema()).unwrap();
+    faults.pause_flushes();
+    // Enough to rotate the memtable (not enough to stall): the flush that
+    // starts is held, so closing, which waits for the background thread,
+    // cannot finish until the flush is resumed.
+    for i in 0..40 {
+        engine.write(upsert(i)).unwrap();
+    }
+    assert!(engine.metrics().memtable_rotations > 0);
+    let done = promptly("dropping the engine inside the runtime", move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let releaser = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                faults.resume_flushes();
+            });
+            tokio::spawn(async move { drop(engine) }).await.unwrap();
+            releaser.await.unwrap();
+        });
+    });
+    let () = done;
+    let reopened = open(dir.path());
+    assert_eq!(reopened.visible_seq(), 40);
+}

@@ -171,3 +171,80 @@ fn damage_in_a_sealed_segment_is_corruption_even_at_its_end() {
         "{err}"
     );
 }
+
+/// The last frame's row holds a copy of an earlier WAL frame (a `bytes`
+/// column can hold anything). Cut at every byte of that last frame, or
+/// zeroed from every byte on as a crash into preallocated space leaves it,
+/// the log must recover as a torn tail: the earlier frames, nothing lost,
+/// never "corruption followed by valid records".
+#[test]
+fn a_torn_tail_whose_lost_bytes_look_like_frames_is_still_a_torn_tail() {
+    let source = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(EngineOptions::new(source.path())).unwrap();
+        engine
+            .create_table(tidefeed_engine::TableSchema {
+                name: "blobs".into(),
+                columns: vec![
+                    crate::common::column("id", tidefeed_engine::ColumnType::Int64, false),
+                    crate::common::column("data", tidefeed_engine::ColumnType::Bytes, true),
+                ],
+                primary_key: vec!["id".into()],
+            })
+            .unwrap();
+        let blob = |id: i64, data: Vec<u8>| {
+            vec![Mutation::upsert(
+                "blobs",
+                vec![
+                    ("id".into(), Value::Int64(id)),
+                    ("data".into(), Value::Bytes(data)),
+                ],
+            )]
+        };
+        for i in 0..3 {
+            engine.write(blob(i, vec![i as u8; 40])).unwrap();
+        }
+        engine.close().unwrap();
+        drop(engine);
+        let segment = fs::read(wal_segment(source.path())).unwrap();
+        let offsets = frame_offsets(&segment);
+        // Frames 2 and 3 verbatim, twice: copies of history.
+        let copy = segment[offsets[1]..].to_vec();
+        let engine = Engine::open(EngineOptions::new(source.path())).unwrap();
+        engine
+            .write(blob(9, [copy.clone(), copy].concat()))
+            .unwrap();
+        engine.close().unwrap();
+    }
+    let path = wal_segment(source.path());
+    let segment = fs::read(&path).unwrap();
+    let offsets = frame_offsets(&segment);
+    let last = *offsets.last().unwrap();
+    for cut in last + 1..segment.len() {
+        for zero_filled in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            copy_dir(source.path(), dir.path());
+            let _ = fs::remove_file(dir.path().join("LOCK"));
+            let mut torn = segment[..cut].to_vec();
+            if zero_filled {
+                torn.resize(segment.len() + 4096, 0);
+            }
+            fs::write(wal_segment(dir.path()), &torn).unwrap();
+            let engine = Engine::open(EngineOptions::new(dir.path())).unwrap_or_else(|e| {
+                panic!("cut at {cut} (zero-filled: {zero_filled}) refused: {e}")
+            });
+            assert_eq!(engine.visible_seq(), 3, "cut at {cut}");
+            assert_eq!(engine.get("blobs", &[Value::Int64(9)], None).unwrap(), None);
+        }
+    }
+}
+
+/// The newest WAL segment of a data directory.
+fn wal_segment(dir: &Path) -> PathBuf {
+    let mut segments: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segments.sort();
+    segments.pop().expect("a WAL segment")
+}
