@@ -146,11 +146,10 @@ impl Feed {
     }
 
     /// Starts a subscription. Fails with `BelowRetention` if `since` is
-    /// older than retained history, and with `FutureSeq` if it is ahead
-    /// of the log.
+    /// older than retained history, and with `FutureSeq` if it is ahead of
+    /// the log (never for a `since` read from `Engine::visible_seq` before
+    /// this call).
     pub fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, FeedError> {
-        let mut visible = self.engine.watch_visible();
-        let head = *visible.borrow_and_update();
         let since = match &options.consumer {
             Some(_) if options.since.is_some() || options.snapshot => {
                 return Err(FeedError::ConsumerWithPosition)
@@ -158,6 +157,16 @@ impl Feed {
             Some(name) => Some(self.engine.consumer_position(name)?),
             None => options.since,
         };
+        if options.snapshot && options.since.is_some() {
+            return Err(FeedError::SnapshotWithPosition);
+        }
+        // NOTE: the receiver is taken before the head is read, so a seq
+        // published after the read wakes the subscription. The head comes
+        // from `visible_head` (which is never behind the watch's value),
+        // so a position a caller just read from `visible_seq` is never in
+        // the future.
+        let visible = self.engine.watch_visible();
+        let (head, head_ts) = self.engine.visible_head();
         let position = since.unwrap_or(head);
         if position > head {
             // A position the log never reached (a stale id from another
@@ -167,9 +176,6 @@ impl Feed {
                 visible: head,
             }
             .into());
-        }
-        if options.snapshot && options.since.is_some() {
-            return Err(FeedError::SnapshotWithPosition);
         }
         let low_water = self.engine.low_water();
         if position < low_water {
@@ -188,11 +194,13 @@ impl Feed {
                     options.filter.tables.is_empty() || options.filter.tables.contains(t.name())
                 })
                 .collect();
+            // `head_ts` is the commit time of `head` itself, read with it:
+            // no history below the snapshot seq is needed.
             Snapshot {
                 tables,
                 next_key: None,
-                at: position,
-                ts: None,
+                at: head,
+                ts: head_ts,
             }
         });
         Ok(Subscription {
@@ -217,8 +225,8 @@ struct Snapshot {
     /// Where the current table's next page starts.
     next_key: Option<Vec<Value>>,
     at: Seq,
-    /// Commit time of `at`, looked up with the first page.
-    ts: Option<i64>,
+    /// Commit time of `at`.
+    ts: i64,
 }
 
 /// Rows per snapshot page.
@@ -280,9 +288,12 @@ impl Subscription {
                     return Ok(FeedItem::Resolved { seq: self.position });
                 }
             }
-            // Marks the value seen before comparing, so a seq published
-            // after this line wakes `changed()` below.
-            let visible = *self.visible.borrow_and_update();
+            // NOTE: the watch is marked seen before the head is read, so a
+            // seq published after the read wakes `changed()` below. The
+            // head itself comes from `visible_seq`, which is never behind
+            // the watch's value.
+            self.visible.borrow_and_update();
+            let visible = self.feed.engine.visible_seq();
             if self.position < visible {
                 let page = self.read_batch(visible).await?;
                 self.position = page.next;
@@ -312,7 +323,7 @@ impl Subscription {
             .front()
             .cloned()
             .expect("called while tables remain");
-        let (engine, at, known_ts, format) = (
+        let (engine, at, ts, format) = (
             self.feed.engine.clone(),
             snapshot.at,
             snapshot.ts,
@@ -322,12 +333,8 @@ impl Subscription {
             start: snapshot.next_key.take(),
             end: None,
         };
-        let (events, next, ts) = tokio::task::spawn_blocking(move || -> Result<_, FeedError> {
+        let (events, next) = tokio::task::spawn_blocking(move || -> Result<_, FeedError> {
             let page = engine.scan(table.name(), &range, SNAPSHOT_PAGE, Some(at))?;
-            let ts = match known_ts {
-                Some(ts) => ts,
-                None => commit_ts(&engine, at)?,
-            };
             let events: Vec<(Seq, EncodedEvent)> = page
                 .rows
                 .into_iter()
@@ -341,13 +348,12 @@ impl Subscription {
                     )
                 })
                 .collect();
-            Ok((events, page.next, ts))
+            Ok((events, page.next))
         })
         .await
         .map_err(|_| FeedError::Closed)??;
         self.ready.extend(events);
         let snapshot = self.snapshot.as_mut().expect("still pending");
-        snapshot.ts = Some(ts);
         match next {
             Some(key) => snapshot.next_key = Some(key),
             None => {
@@ -383,16 +389,5 @@ impl Subscription {
         })
         .await
         .map_err(|_| FeedError::Closed)?
-    }
-}
-
-/// The commit time of `seq` (0 for the empty log), for snapshot rows.
-fn commit_ts(engine: &Engine, seq: Seq) -> Result<i64, FeedError> {
-    if seq == 0 {
-        return Ok(0);
-    }
-    match engine.changes(seq - 1, Some(seq))?.next() {
-        Some(change) => Ok(change?.ts_micros()),
-        None => Ok(0),
     }
 }
