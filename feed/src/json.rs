@@ -12,6 +12,13 @@
 //!
 //! Rows and keys are JSON objects in the table's column order, written
 //! straight to the output without an intermediate JSON tree.
+//!
+//! Integers are written exactly, but JavaScript clients (`JSON.parse`, a
+//! browser `EventSource`) read every number as a float64, which holds
+//! integers exactly only up to 2^53 (9007199254740992) in magnitude:
+//! larger int64 values, in int64 columns or inside json columns, lose
+//! precision there. Such clients need a parser with big-integer support,
+//! or the value kept in a string column.
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;

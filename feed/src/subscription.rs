@@ -30,6 +30,18 @@ pub const BATCH_EVENTS: usize = 256;
 /// Encoded events kept for sharing between subscribers.
 const SHARED_ENCODINGS: usize = 64 * 1024;
 
+/// A deadline this far away stands for "never": tokio's timer clamps
+/// longer sleeps anyway, and `Instant` arithmetic must not overflow.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `now + interval`, saturating at [`FAR_FUTURE`] for intervals that do
+/// not fit (`Duration::MAX` included).
+fn deadline_after(now: Instant, interval: Duration) -> Instant {
+    now.checked_add(interval.min(FAR_FUTURE))
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
 /// The largest encoded event sent whole, by default; larger ones follow
 /// the oversized-event policy (see [`crate::encode_bounded`]).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
@@ -50,7 +62,9 @@ pub struct SubscribeOptions {
     pub since: Option<Seq>,
     pub filter: Filter,
     pub format: Format,
-    /// How often a resolved watermark is emitted (default 1 s).
+    /// How often a resolved watermark is emitted (default 1 s). Any
+    /// duration is accepted; one too long to fall within ~30 years means
+    /// "not on a timer" (the end of a snapshot is still marked).
     pub resolved_interval: Duration,
     /// Start with the current rows of the filter's tables (all tables if
     /// it names none) as `read` events consistent at one seq S, then the
@@ -214,7 +228,7 @@ impl Feed {
             ready: VecDeque::new(),
             resolved_interval: options.resolved_interval,
             resolved_sent: position,
-            next_resolved_at: Instant::now() + options.resolved_interval,
+            next_resolved_at: deadline_after(Instant::now(), options.resolved_interval),
         })
     }
 }
@@ -281,8 +295,9 @@ impl Subscription {
                 self.read_snapshot_page().await?;
                 continue;
             }
-            if Instant::now() >= self.next_resolved_at {
-                self.next_resolved_at = Instant::now() + self.resolved_interval;
+            let now = Instant::now();
+            if now >= self.next_resolved_at {
+                self.next_resolved_at = deadline_after(now, self.resolved_interval);
                 if self.position > self.resolved_sent {
                     self.resolved_sent = self.position;
                     return Ok(FeedItem::Resolved { seq: self.position });
@@ -389,5 +404,32 @@ impl Subscription {
         })
         .await
         .map_err(|_| FeedError::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_saturate_instead_of_overflowing() {
+        let now = Instant::now();
+        for interval in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX / 2),
+            Duration::from_secs(1 << 40),
+            FAR_FUTURE + Duration::from_secs(1),
+        ] {
+            assert_eq!(
+                deadline_after(now, interval),
+                now + FAR_FUTURE,
+                "{interval:?}"
+            );
+        }
+        assert_eq!(
+            deadline_after(now, Duration::from_millis(5)),
+            now + Duration::from_millis(5)
+        );
+        assert_eq!(deadline_after(now, Duration::ZERO), now);
     }
 }
