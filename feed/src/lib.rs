@@ -16,6 +16,7 @@ mod cursor;
 mod encode;
 mod error;
 mod event;
+mod feed;
 pub mod json;
 mod shared_encodings;
 mod subscription;
@@ -25,6 +26,5 @@ pub use cursor::{read_page, ChangePage, Filter};
 pub use encode::{encode, encode_bounded, EncodedEvent, Format};
 pub use error::{FeedError, JsonProblem};
 pub use event::{ChangeEvent, EventOp};
-pub use subscription::{
-    Feed, FeedItem, SubscribeOptions, Subscription, BATCH_EVENTS, DEFAULT_MAX_EVENT_BYTES,
-};
+pub use feed::{Feed, FeedItem, SubscribeOptions, DEFAULT_MAX_EVENT_BYTES};
+pub use subscription::{Subscription, BATCH_EVENTS};
