@@ -18,8 +18,29 @@ use crate::subscription::{Snapshot, Subscription};
 /// the oversized-event policy (see [`crate::encode_bounded`]).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
 
-/// Encoded events kept for sharing between subscribers.
-const SHARED_ENCODINGS: usize = 64 * 1024;
+/// The default bound of the encode-once cache.
+pub const DEFAULT_SHARED_ENCODING_BYTES: usize = 64 << 20;
+
+/// How a feed treats the events it sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedOptions {
+    /// Events whose encoding is larger are sent key-only, flagged
+    /// `"truncated": true`, and counted.
+    pub max_event_bytes: usize,
+    /// The most the encode-once cache shared by all readers may hold,
+    /// event bytes plus a small per-event overhead. Events over 1/16 of it
+    /// are not shared.
+    pub shared_encoding_bytes: usize,
+}
+
+impl Default for FeedOptions {
+    fn default() -> FeedOptions {
+        FeedOptions {
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            shared_encoding_bytes: DEFAULT_SHARED_ENCODING_BYTES,
+        }
+    }
+}
 
 /// The feed over one engine: hands out subscriptions that share encodings.
 #[derive(Clone)]
@@ -84,16 +105,26 @@ pub enum FeedItem {
 
 impl Feed {
     pub fn new(engine: Engine) -> Feed {
-        Feed::with_max_event_bytes(engine, DEFAULT_MAX_EVENT_BYTES)
+        Feed::with_options(engine, FeedOptions::default())
     }
 
     /// A feed whose events larger than `max_event_bytes` (encoded) are
     /// sent key-only, flagged `"truncated": true`, and counted.
     pub fn with_max_event_bytes(engine: Engine, max_event_bytes: usize) -> Feed {
+        Feed::with_options(
+            engine,
+            FeedOptions {
+                max_event_bytes,
+                ..FeedOptions::default()
+            },
+        )
+    }
+
+    pub fn with_options(engine: Engine, options: FeedOptions) -> Feed {
         Feed {
             engine,
-            encodings: Arc::new(SharedEncodings::new(SHARED_ENCODINGS)),
-            max_event_bytes,
+            encodings: Arc::new(SharedEncodings::new(options.shared_encoding_bytes)),
+            max_event_bytes: options.max_event_bytes,
             oversized: Arc::new(AtomicU64::new(0)),
         }
     }

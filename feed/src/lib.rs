@@ -26,5 +26,8 @@ pub use cursor::{read_page, ChangePage, Filter};
 pub use encode::{encode, encode_bounded, EncodedEvent, Format};
 pub use error::{FeedError, JsonProblem};
 pub use event::{ChangeEvent, EventOp};
-pub use feed::{Feed, FeedItem, SubscribeOptions, DEFAULT_MAX_EVENT_BYTES};
+pub use feed::{
+    Feed, FeedItem, FeedOptions, SubscribeOptions, DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_SHARED_ENCODING_BYTES,
+};
 pub use subscription::{Subscription, BATCH_EVENTS};

@@ -15,7 +15,7 @@ use crate::event::ChangeEvent;
 pub type EncodedEvent = Arc<[u8]>;
 
 /// The event encodings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Format {
     /// tidefeed's own event JSON.
     #[default]
