@@ -44,9 +44,12 @@ pub fn encode(event: &ChangeEvent, format: Format) -> EncodedEvent {
 }
 
 /// The oversized-event policy: encodes `event`, and if the result is
-/// larger than `max_bytes`, encodes its key-only form instead: images
-/// replaced by null and `"truncated": true` (the Debezium form also
-/// carries the key in `source.key`). Returns whether it was truncated.
+/// larger than `max_bytes`, encodes its key-only form instead, flagged
+/// `"truncated": true`. The native form has null images (its `key` holds
+/// the key); the Debezium form replaces each image the event has by its
+/// key columns, as Debezium consumers need a `before` on u and d and an
+/// `after` on c, u and r, and carries the key in `source.key` too.
+/// Returns whether it was truncated.
 pub fn encode_bounded(
     event: &ChangeEvent,
     format: Format,
