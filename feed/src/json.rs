@@ -8,7 +8,12 @@
 //! | string | string |
 //! | bytes | base64 string (RFC 4648, padded) |
 //! | timestamp | RFC 3339 string, UTC, microseconds (`2026-11-24T10:00:00.123456Z`) |
-//! | json | any JSON value |
+//! | json | any JSON value but a top-level `null` |
+//!
+//! `null` is SQL NULL for every column type, json included: a json column
+//! has no separate "JSON null" value (nested nulls are ordinary JSON).
+//! NULL is written as `null` and read back as NULL, so rows round-trip;
+//! a non-nullable column refuses it (the engine's check).
 //!
 //! Rows and keys are JSON objects in the table's column order, written
 //! straight to the output without an intermediate JSON tree.
@@ -81,8 +86,9 @@ impl Serialize for JsonKey<'_> {
     }
 }
 
-/// Reads a JSON value into a column's type. `null` becomes `Value::Null`;
-/// whether the column accepts null is the engine's check.
+/// Reads a JSON value into a column's type. `null` becomes `Value::Null`
+/// for every type, json included (never `Value::Json(Null)`); whether the
+/// column accepts null is the engine's check.
 pub fn value_from_json(json: &serde_json::Value, column: &Column) -> Result<Value, JsonProblem> {
     use serde_json::Value as J;
     Ok(match (column.ty, json) {
@@ -207,6 +213,38 @@ mod tests {
         let nan = serde_json::to_value(JsonValue(&Value::Float64(f64::NAN))).unwrap();
         assert!(
             matches!(value_from_json(&nan, &column(ColumnType::Float64)), Ok(Value::Float64(f)) if f.is_nan())
+        );
+    }
+
+    #[test]
+    fn null_is_sql_null_for_every_type_and_json_null_writes_as_null() {
+        for ty in [
+            ColumnType::Int64,
+            ColumnType::Float64,
+            ColumnType::Bool,
+            ColumnType::String,
+            ColumnType::Bytes,
+            ColumnType::Timestamp,
+            ColumnType::Json,
+        ] {
+            assert_eq!(
+                value_from_json(&json!(null), &column(ty)),
+                Ok(Value::Null),
+                "{ty}"
+            );
+        }
+        // A JSON-null value (the engine treats it as NULL) is written as
+        // NULL is, so it reads back as NULL.
+        let written = serde_json::to_value(JsonValue(&Value::Json(json!(null)))).unwrap();
+        assert_eq!(written, json!(null));
+        assert_eq!(
+            value_from_json(&written, &column(ColumnType::Json)),
+            Ok(Value::Null)
+        );
+        // Nested nulls are JSON.
+        assert_eq!(
+            value_from_json(&json!([null]), &column(ColumnType::Json)),
+            Ok(Value::Json(json!([null])))
         );
     }
 
