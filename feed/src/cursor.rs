@@ -111,14 +111,15 @@ pub(crate) fn scan(
                 format,
                 || -> Result<EncodedEvent, FeedError> {
                     let event = ChangeEvent::from_change(&change)?;
-                    let (bytes, truncated) = encode_bounded(&event, format, shared.max_event_bytes);
+                    let (bytes, truncated) =
+                        encode_bounded(&event, format, shared.max_event_bytes)?;
                     if truncated {
                         shared.oversized.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(bytes)
                 },
             )?,
-            None => encode(&ChangeEvent::from_change(&change)?, format),
+            None => encode(&ChangeEvent::from_change(&change)?, format)?,
         };
         events.push((next, bytes));
     }

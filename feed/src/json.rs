@@ -47,7 +47,7 @@ impl Serialize for JsonValue<'_> {
             Value::Bool(v) => s.serialize_bool(*v),
             Value::String(v) => s.serialize_str(v),
             Value::Bytes(v) => s.serialize_str(&base64::encode(v)),
-            Value::Timestamp(v) => s.serialize_str(&time::format_rfc3339(*v)),
+            Value::Timestamp(v) => time::Rfc3339(*v).serialize(s),
             Value::Json(v) => v.serialize(s),
         }
     }
@@ -245,6 +245,18 @@ mod tests {
         assert_eq!(
             value_from_json(&json!([null]), &column(ColumnType::Json)),
             Ok(Value::Json(json!([null])))
+        );
+    }
+
+    #[test]
+    fn a_timestamp_without_an_rfc_3339_form_does_not_serialise() {
+        for micros in [time::MIN_MICROS - 1, time::MAX_MICROS + 1] {
+            let err = serde_json::to_string(&JsonValue(&Value::Timestamp(micros))).unwrap_err();
+            assert!(err.to_string().contains("0000-9999"), "{err}");
+        }
+        assert_eq!(
+            serde_json::to_string(&JsonValue(&Value::Timestamp(time::MAX_MICROS))).unwrap(),
+            r#""9999-12-31T23:59:59.999999Z""#
         );
     }
 

@@ -1,30 +1,84 @@
 //! RFC 3339 timestamps for `timestamp` columns and event times, without a
 //! date library: microseconds since the Unix epoch, UTC.
 //!
+//! RFC 3339 has four-digit years, so tidefeed's timestamps are the
+//! instants from 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z
+//! ([`MIN_MICROS`]..=[`MAX_MICROS`]): parsing refuses anything else (also
+//! a four-digit year that an offset moves out of range in UTC), and
+//! formatting refuses to write anything else rather than write text that
+//! is not RFC 3339.
+//!
 //! Days are converted to civil dates with the proleptic Gregorian
 //! algorithm of Howard Hinnant (`days_from_civil` / `civil_from_days`).
 
+/// 0000-01-01T00:00:00Z, the first instant RFC 3339 can write.
+pub const MIN_MICROS: i64 = -62_167_219_200_000_000;
+/// 9999-12-31T23:59:59.999999Z, the last instant RFC 3339 can write.
+pub const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Why a timestamp cannot be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// Outside years 0000-9999 in UTC.
+    #[error("{micros} microseconds since the epoch is outside years 0000-9999 (UTC)")]
+    OutOfRange { micros: i64 },
+}
+
+/// `Ok` for an instant RFC 3339 can write.
+pub(crate) fn check_range(micros: i64) -> Result<(), TimestampError> {
+    in_range(micros).map(drop)
+}
+
+fn in_range(micros: i64) -> Result<i64, TimestampError> {
+    if (MIN_MICROS..=MAX_MICROS).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err(TimestampError::OutOfRange { micros })
+    }
+}
+
+/// Serialises microseconds since the epoch as [`format_rfc3339`] does; an
+/// instant outside years 0000-9999 is a serialisation error.
+pub(crate) struct Rfc3339(pub i64);
+
+impl serde::Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = format_rfc3339(self.0).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+}
+
 /// Formats as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (always six fraction digits,
-/// always UTC), the form the interface contract shows.
-pub fn format_rfc3339(micros: i64) -> String {
+/// always UTC), the form the interface contract shows. Fails outside
+/// years 0000-9999.
+pub fn format_rfc3339(micros: i64) -> Result<String, TimestampError> {
+    let micros = in_range(micros)?;
     let secs = micros.div_euclid(1_000_000);
     let frac = micros.rem_euclid(1_000_000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    format!(
+    Ok(format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:06}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
-    )
+    ))
 }
 
 /// Parses RFC 3339 (`2026-11-24T10:00:00Z`, fractions up to nanoseconds,
-/// offsets like `+01:00`), years 0000-9999. Sub-microsecond digits must be
-/// zero: a timestamp is stored in microseconds and nothing is rounded away
-/// silently.
-pub fn parse_rfc3339(text: &str) -> Result<i64, &'static str> {
+/// offsets like `+01:00`), years 0000-9999 in UTC. Sub-microsecond digits
+/// must be zero: a timestamp is stored in microseconds and nothing is
+/// rounded away silently.
+pub fn parse_rfc3339(text: &str) -> Result<i64, TimestampError> {
+    parse_fields(text)
+        .map_err(TimestampError::Malformed)
+        .and_then(in_range)
+}
+
+fn parse_fields(text: &str) -> Result<i64, &'static str> {
     let b = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| -> Result<i64, &'static str> {
         let part = b.get(range).ok_or("too short")?;
@@ -138,19 +192,61 @@ mod tests {
 
     #[test]
     fn known_instants_format_and_parse() {
-        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(format_rfc3339(0).unwrap(), "1970-01-01T00:00:00.000000Z");
         let t = parse_rfc3339("2026-11-24T10:00:00.123456Z").unwrap();
-        assert_eq!(format_rfc3339(t), "2026-11-24T10:00:00.123456Z");
+        assert_eq!(format_rfc3339(t).unwrap(), "2026-11-24T10:00:00.123456Z");
         assert_eq!(t, 1_795_514_400_123_456);
         assert_eq!(parse_rfc3339("2026-11-24T11:00:00.123456+01:00"), Ok(t));
         assert_eq!(parse_rfc3339("1969-12-31T23:59:59.5Z"), Ok(-500_000));
-        assert_eq!(format_rfc3339(-500_000), "1969-12-31T23:59:59.500000Z");
         assert_eq!(
-            parse_rfc3339("2024-02-29T00:00:00Z")
-                .map(format_rfc3339)
-                .unwrap(),
+            format_rfc3339(-500_000).unwrap(),
+            "1969-12-31T23:59:59.500000Z"
+        );
+        assert_eq!(
+            format_rfc3339(parse_rfc3339("2024-02-29T00:00:00Z").unwrap()).unwrap(),
             "2024-02-29T00:00:00.000000Z"
         );
+    }
+
+    #[test]
+    fn years_outside_0000_to_9999_are_neither_read_nor_written() {
+        assert_eq!(
+            format_rfc3339(MIN_MICROS).unwrap(),
+            "0000-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            format_rfc3339(MAX_MICROS).unwrap(),
+            "9999-12-31T23:59:59.999999Z"
+        );
+        assert_eq!(parse_rfc3339("0000-01-01T00:00:00Z"), Ok(MIN_MICROS));
+        assert_eq!(parse_rfc3339("9999-12-31T23:59:59.999999Z"), Ok(MAX_MICROS));
+        for micros in [MIN_MICROS - 1, MAX_MICROS + 1, i64::MIN, i64::MAX] {
+            assert_eq!(
+                format_rfc3339(micros),
+                Err(TimestampError::OutOfRange { micros }),
+                "{micros}"
+            );
+        }
+        // Four-digit years that an offset moves out of range in UTC.
+        for text in [
+            "0000-01-01T00:00:00+00:01",
+            "0000-01-01T00:59:59.999999+01:00",
+            "9999-12-31T23:59:59-00:01",
+            "9999-12-31T23:30:00-01:00",
+        ] {
+            assert!(
+                matches!(parse_rfc3339(text), Err(TimestampError::OutOfRange { .. })),
+                "{text}: {:?}",
+                parse_rfc3339(text)
+            );
+        }
+        // What tidefeed once wrote for such instants is not RFC 3339.
+        for text in [
+            "-001-12-31T23:59:59.999999Z",
+            "10000-01-01T00:00:00.000000Z",
+        ] {
+            assert!(parse_rfc3339(text).is_err(), "{text}");
+        }
     }
 
     #[test]
@@ -176,8 +272,19 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn formatting_round_trips(micros in -62_135_596_800_000_000i64..253_402_300_799_999_999i64) {
-            proptest::prop_assert_eq!(parse_rfc3339(&format_rfc3339(micros)), Ok(micros));
+        fn formatting_round_trips(micros in MIN_MICROS..=MAX_MICROS) {
+            proptest::prop_assert_eq!(parse_rfc3339(&format_rfc3339(micros).unwrap()), Ok(micros));
+        }
+
+        #[test]
+        fn every_instant_formats_or_fails_and_never_writes_a_bad_year(micros in proptest::prelude::any::<i64>()) {
+            match format_rfc3339(micros) {
+                Ok(text) => {
+                    proptest::prop_assert_eq!(text.len(), 27, "{}", text);
+                    proptest::prop_assert_eq!(parse_rfc3339(&text), Ok(micros));
+                }
+                Err(err) => proptest::prop_assert_eq!(err, TimestampError::OutOfRange { micros }),
+            }
         }
 
         #[test]

@@ -179,7 +179,7 @@ fn key_only_debezium_envelopes_keep_the_images_consumers_require() {
         ("d", key.clone(), Json::Null),
     ];
     for (event, (op, before, after)) in events.iter().zip(expected) {
-        let (bytes, truncated) = encode_bounded(event, Format::Debezium, 1000);
+        let (bytes, truncated) = encode_bounded(event, Format::Debezium, 1000).unwrap();
         assert!(truncated);
         let ts_ms = event.ts_micros.div_euclid(1000);
         assert_eq!(
@@ -201,7 +201,7 @@ fn key_only_debezium_envelopes_keep_the_images_consumers_require() {
         .unwrap()
         .unwrap();
     let read = ChangeEvent::snapshot_read(table, current.row, engine.visible_seq(), 5_000);
-    let (bytes, truncated) = encode_bounded(&read, Format::Debezium, 1000);
+    let (bytes, truncated) = encode_bounded(&read, Format::Debezium, 1000).unwrap();
     assert!(truncated);
     let envelope: Json = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(envelope["op"], "r");
@@ -209,7 +209,7 @@ fn key_only_debezium_envelopes_keep_the_images_consumers_require() {
     assert_eq!(envelope["after"], json!({"id": 8}));
     assert_eq!(envelope["source"]["key"], json!({"id": 8}));
     // The native key-only form keeps null images: `key` already carries it.
-    let (native, _) = encode_bounded(&events[1], Format::Native, 1000);
+    let (native, _) = encode_bounded(&events[1], Format::Native, 1000).unwrap();
     let native: Json = serde_json::from_slice(&native).unwrap();
     assert_eq!(native["before"], Json::Null);
     assert_eq!(native["after"], Json::Null);

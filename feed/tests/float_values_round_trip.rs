@@ -39,7 +39,7 @@ fn engine(dir: &std::path::Path) -> Engine {
 /// The `after` image of `event` in `format`, read back into values through
 /// the row parser.
 fn after_values(table: &Table, event: &ChangeEvent, format: Format) -> Vec<(String, Value)> {
-    let bytes = encode(event, format);
+    let bytes = encode(event, format).unwrap();
     let envelope: Json = serde_json::from_slice(&bytes).unwrap();
     named_values_from_json(table, &envelope["after"]).unwrap()
 }

@@ -82,7 +82,7 @@ fn json_null_is_sql_null_for_every_column_type_and_round_trips() {
         ChangeEvent::from_change(&engine.changes(0, None).unwrap().next().unwrap().unwrap())
             .unwrap();
     for format in [Format::Native, Format::Debezium] {
-        let envelope: Json = serde_json::from_slice(&encode(&event, format)).unwrap();
+        let envelope: Json = serde_json::from_slice(&encode(&event, format).unwrap()).unwrap();
         assert_eq!(envelope["after"]["nj"], Json::Null);
         assert_eq!(envelope["after"]["j"], json!({"a": null}));
         let again = named_values_from_json(&table, &envelope["after"]).unwrap();

@@ -74,12 +74,13 @@ impl Snapshot {
         let (at, ts_micros) = (self.at, self.ts_micros);
         move || {
             let mut events = Vec::new();
-            let mut encode = |event: &ChangeEvent| {
-                let (bytes, truncated) = encode_bounded(event, format, feed.max_event_bytes);
+            let mut encode = |event: &ChangeEvent| -> Result<(), FeedError> {
+                let (bytes, truncated) = encode_bounded(event, format, feed.max_event_bytes)?;
                 if truncated {
                     feed.oversized.fetch_add(1, Ordering::Relaxed);
                 }
                 events.push((at, bytes));
+                Ok(())
             };
             let mut tables_done = 0;
             while let Some(table) = tables.get(tables_done) {
@@ -98,7 +99,7 @@ impl Snapshot {
                 for version in page.rows {
                     let row = ChangeEvent::snapshot_read(table.clone(), version.row, at, ts_micros);
                     if let Some(earlier) = held.replace(row) {
-                        encode(&earlier);
+                        encode(&earlier)?;
                     }
                 }
                 if found_rows && held.is_some() && tables_done < tables.len() {
@@ -114,7 +115,7 @@ impl Snapshot {
             // Every table is read: the held row is the snapshot's last.
             if let Some(mut last) = held.take() {
                 last.last_of_snapshot = true;
-                encode(&last);
+                encode(&last)?;
             }
             Ok(SnapshotPage {
                 events,
