@@ -48,7 +48,7 @@ pub enum JsonProblem {
     #[error("expected a string")]
     ExpectedString,
     #[error("expected base64 (RFC 4648, padded): {0}")]
-    BadBase64(&'static str),
+    BadBase64(crate::base64::DecodeError),
     #[error("expected an RFC 3339 timestamp: {0}")]
     BadTimestamp(crate::time::TimestampError),
 }

@@ -47,7 +47,7 @@ impl Serialize for JsonValue<'_> {
             Value::Bool(v) => s.serialize_bool(*v),
             Value::String(v) => s.serialize_str(v),
             Value::Bytes(v) => s.serialize_str(&base64::encode(v)),
-            Value::Timestamp(v) => time::Rfc3339(*v).serialize(s),
+            Value::Timestamp(v) => time::Rfc3339Micros(*v).serialize(s),
             Value::Json(v) => v.serialize(s),
         }
     }
@@ -277,17 +277,21 @@ mod tests {
             ),
             (ColumnType::Bool, json!(1), JsonProblem::ExpectedBool),
             (ColumnType::String, json!(1), JsonProblem::ExpectedString),
-            (
-                ColumnType::Bytes,
-                json!("***"),
-                JsonProblem::BadBase64("base64 length is not a multiple of 4"),
-            ),
         ];
         for (ty, json, problem) in cases {
             assert_eq!(
                 value_from_json(&json, &column(ty)),
                 Err(problem),
                 "{ty} {json}"
+            );
+        }
+        for bad in ["***", "AP8", "AP9=", "AP8=\n"] {
+            assert!(
+                matches!(
+                    value_from_json(&json!(bad), &column(ColumnType::Bytes)),
+                    Err(JsonProblem::BadBase64(_))
+                ),
+                "{bad:?}"
             );
         }
         assert!(matches!(
