@@ -9,9 +9,9 @@
 //! `next` a resolved watermark for this reader.
 
 use std::collections::HashSet;
-use tidefeed_engine::{Engine, Seq};
-
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use tidefeed_engine::{Engine, Seq};
 
 use crate::encode::{encode, encode_bounded, EncodedEvent, Format};
 use crate::error::FeedError;
@@ -55,7 +55,10 @@ pub(crate) struct Shared<'a> {
 
 /// Reads up to `limit` matching events after `since`, with no size limit
 /// on events (a `Feed` applies the oversized-event policy). Fails with the
-/// engine's `BelowRetention` when `since` is older than retained history.
+/// engine's `BelowRetention` when `since` is older than retained history,
+/// and with its `FutureSeq` when `since` is beyond the visible seq (a
+/// position this log never reached, not one to wait for). A `limit` of 0
+/// examines nothing: the page is empty and `next == since`.
 pub fn read_page(
     engine: &Engine,
     since: Seq,
@@ -78,11 +81,22 @@ pub(crate) fn scan(
     format: Format,
     shared: Option<&Shared<'_>>,
 ) -> Result<ChangePage, FeedError> {
-    let limit = limit.max(1);
+    let visible = engine.visible_seq();
+    if since > visible {
+        return Err(tidefeed_engine::Error::FutureSeq {
+            requested: since,
+            visible,
+        }
+        .into());
+    }
+    let changes = engine.changes(since, upto)?;
     let budget = limit.saturating_mul(SCAN_FACTOR);
     let mut events = Vec::with_capacity(limit.min(1024));
     let mut next = since;
-    for (examined, change) in engine.changes(since, upto)?.enumerate() {
+    if limit == 0 {
+        return Ok(ChangePage { events, next });
+    }
+    for (examined, change) in changes.enumerate() {
         if events.len() == limit || examined == budget {
             break;
         }
@@ -97,14 +111,15 @@ pub(crate) fn scan(
                 format,
                 || -> Result<EncodedEvent, FeedError> {
                     let event = ChangeEvent::from_change(&change)?;
-                    let (bytes, truncated) = encode_bounded(&event, format, shared.max_event_bytes);
+                    let (bytes, truncated) =
+                        encode_bounded(&event, format, shared.max_event_bytes)?;
                     if truncated {
                         shared.oversized.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(bytes)
                 },
             )?,
-            None => encode(&ChangeEvent::from_change(&change)?, format),
+            None => encode(&ChangeEvent::from_change(&change)?, format)?,
         };
         events.push((next, bytes));
     }

@@ -20,6 +20,17 @@ pub enum FeedError {
     /// A consumer's stream starts at the consumer's position.
     #[error("a consumer's stream starts at its acknowledged position; it cannot take a start position or a snapshot")]
     ConsumerWithPosition,
+    /// A stored value has no JSON form: a timestamp outside years
+    /// 0000-9999, which RFC 3339 cannot write (the engine refuses such
+    /// values at write time).
+    #[error("event {seq} of table {table:?} cannot be encoded: {field}: {problem}")]
+    Unencodable {
+        seq: tidefeed_engine::Seq,
+        table: String,
+        /// The column, or `ts` for the commit time.
+        field: String,
+        problem: crate::time::TimestampError,
+    },
     /// The engine closed under a live subscription.
     #[error("the feed is closed")]
     Closed,
@@ -37,7 +48,7 @@ pub enum JsonProblem {
     #[error("expected a string")]
     ExpectedString,
     #[error("expected base64 (RFC 4648, padded): {0}")]
-    BadBase64(&'static str),
+    BadBase64(crate::base64::DecodeError),
     #[error("expected an RFC 3339 timestamp: {0}")]
-    BadTimestamp(&'static str),
+    BadTimestamp(crate::time::TimestampError),
 }

@@ -64,6 +64,9 @@ pub struct ChangeEvent {
     pub after: Option<Row>,
     /// The change's place in its atomic batch; `None` for snapshot rows.
     pub batch: Option<BatchPosition>,
+    /// True only on the final row of a snapshot (the Debezium envelope
+    /// marks it `source.snapshot = "last"`).
+    pub last_of_snapshot: bool,
 }
 
 impl ChangeEvent {
@@ -77,6 +80,7 @@ impl ChangeEvent {
             before: change.before()?,
             after: change.after()?,
             batch: Some(change.batch()),
+            last_of_snapshot: false,
         })
     }
 
@@ -91,6 +95,7 @@ impl ChangeEvent {
             before: None,
             after: Some(row),
             batch: None,
+            last_of_snapshot: false,
         }
     }
 }

@@ -8,10 +8,22 @@
 //! | string | string |
 //! | bytes | base64 string (RFC 4648, padded) |
 //! | timestamp | RFC 3339 string, UTC, microseconds (`2026-11-24T10:00:00.123456Z`) |
-//! | json | any JSON value |
+//! | json | any JSON value but a top-level `null` |
+//!
+//! `null` is SQL NULL for every column type, json included: a json column
+//! has no separate "JSON null" value (nested nulls are ordinary JSON).
+//! NULL is written as `null` and read back as NULL, so rows round-trip;
+//! a non-nullable column refuses it (the engine's check).
 //!
 //! Rows and keys are JSON objects in the table's column order, written
 //! straight to the output without an intermediate JSON tree.
+//!
+//! Integers are written exactly, but JavaScript clients (`JSON.parse`, a
+//! browser `EventSource`) read every number as a float64, which holds
+//! integers exactly only up to 2^53 (9007199254740992) in magnitude:
+//! larger int64 values, in int64 columns or inside json columns, lose
+//! precision there. Such clients need a parser with big-integer support,
+//! or the value kept in a string column.
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -35,7 +47,7 @@ impl Serialize for JsonValue<'_> {
             Value::Bool(v) => s.serialize_bool(*v),
             Value::String(v) => s.serialize_str(v),
             Value::Bytes(v) => s.serialize_str(&base64::encode(v)),
-            Value::Timestamp(v) => s.serialize_str(&time::format_rfc3339(*v)),
+            Value::Timestamp(v) => time::Rfc3339Micros(*v).serialize(s),
             Value::Json(v) => v.serialize(s),
         }
     }
@@ -74,8 +86,9 @@ impl Serialize for JsonKey<'_> {
     }
 }
 
-/// Reads a JSON value into a column's type. `null` becomes `Value::Null`;
-/// whether the column accepts null is the engine's check.
+/// Reads a JSON value into a column's type. `null` becomes `Value::Null`
+/// for every type, json included (never `Value::Json(Null)`); whether the
+/// column accepts null is the engine's check.
 pub fn value_from_json(json: &serde_json::Value, column: &Column) -> Result<Value, JsonProblem> {
     use serde_json::Value as J;
     Ok(match (column.ty, json) {
@@ -204,6 +217,50 @@ mod tests {
     }
 
     #[test]
+    fn null_is_sql_null_for_every_type_and_json_null_writes_as_null() {
+        for ty in [
+            ColumnType::Int64,
+            ColumnType::Float64,
+            ColumnType::Bool,
+            ColumnType::String,
+            ColumnType::Bytes,
+            ColumnType::Timestamp,
+            ColumnType::Json,
+        ] {
+            assert_eq!(
+                value_from_json(&json!(null), &column(ty)),
+                Ok(Value::Null),
+                "{ty}"
+            );
+        }
+        // A JSON-null value (the engine treats it as NULL) is written as
+        // NULL is, so it reads back as NULL.
+        let written = serde_json::to_value(JsonValue(&Value::Json(json!(null)))).unwrap();
+        assert_eq!(written, json!(null));
+        assert_eq!(
+            value_from_json(&written, &column(ColumnType::Json)),
+            Ok(Value::Null)
+        );
+        // Nested nulls are JSON.
+        assert_eq!(
+            value_from_json(&json!([null]), &column(ColumnType::Json)),
+            Ok(Value::Json(json!([null])))
+        );
+    }
+
+    #[test]
+    fn a_timestamp_without_an_rfc_3339_form_does_not_serialise() {
+        for micros in [time::MIN_MICROS - 1, time::MAX_MICROS + 1] {
+            let err = serde_json::to_string(&JsonValue(&Value::Timestamp(micros))).unwrap_err();
+            assert!(err.to_string().contains("0000-9999"), "{err}");
+        }
+        assert_eq!(
+            serde_json::to_string(&JsonValue(&Value::Timestamp(time::MAX_MICROS))).unwrap(),
+            r#""9999-12-31T23:59:59.999999Z""#
+        );
+    }
+
+    #[test]
     fn mismatched_json_is_rejected_with_the_reason() {
         let cases = [
             (ColumnType::Int64, json!(1.5), JsonProblem::ExpectedInteger),
@@ -220,17 +277,21 @@ mod tests {
             ),
             (ColumnType::Bool, json!(1), JsonProblem::ExpectedBool),
             (ColumnType::String, json!(1), JsonProblem::ExpectedString),
-            (
-                ColumnType::Bytes,
-                json!("***"),
-                JsonProblem::BadBase64("base64 length is not a multiple of 4"),
-            ),
         ];
         for (ty, json, problem) in cases {
             assert_eq!(
                 value_from_json(&json, &column(ty)),
                 Err(problem),
                 "{ty} {json}"
+            );
+        }
+        for bad in ["***", "AP8", "AP9=", "AP8=\n"] {
+            assert!(
+                matches!(
+                    value_from_json(&json!(bad), &column(ColumnType::Bytes)),
+                    Err(JsonProblem::BadBase64(_))
+                ),
+                "{bad:?}"
             );
         }
         assert!(matches!(

@@ -61,8 +61,11 @@ fn native_events_match_the_contract() {
         ])
         .unwrap();
     let events = events(&engine);
-    let encoded: Vec<_> = events.iter().map(|e| encode(e, Format::Native)).collect();
-    let ts = |i: usize| format_rfc3339(events[i].ts_micros);
+    let encoded: Vec<_> = events
+        .iter()
+        .map(|e| encode(e, Format::Native).unwrap())
+        .collect();
+    let ts = |i: usize| format_rfc3339(events[i].ts_micros).unwrap();
     let full = json!({"id": 7, "email": "a@example.com", "avatar": "AP8=", "seen": "2026-11-24T10:00:00.500000Z"});
     let patched =
         json!({"id": 7, "email": null, "avatar": "AP8=", "seen": "2026-11-24T10:00:00.500000Z"});
@@ -125,7 +128,7 @@ fn debezium_envelopes_use_op_codes_and_source_fields() {
     for (event, (op, before, after)) in events.iter().zip(expected) {
         let ts_ms = event.ts_micros / 1000;
         assert_eq!(
-            parse(&encode(event, Format::Debezium)),
+            parse(&encode(event, Format::Debezium).unwrap()),
             json!({"before": before, "after": after,
                    "source": {"name": "tidefeed", "table": "users", "seq": event.seq, "ts_ms": ts_ms, "snapshot": "false"},
                    "op": op, "ts_ms": ts_ms})
@@ -142,11 +145,11 @@ fn debezium_envelopes_use_op_codes_and_source_fields() {
         .unwrap()
         .unwrap();
     let read = ChangeEvent::snapshot_read(table, current.row, engine.visible_seq(), 1_000_000);
-    let envelope = parse(&encode(&read, Format::Debezium));
+    let envelope = parse(&encode(&read, Format::Debezium).unwrap());
     assert_eq!(envelope["op"], "r");
     assert_eq!(envelope["source"]["snapshot"], "true");
     assert_eq!(envelope["before"], Json::Null);
-    let native = parse(&encode(&read, Format::Native));
+    let native = parse(&encode(&read, Format::Native).unwrap());
     assert_eq!(native["op"], "read");
     assert_eq!(native["batch"], Json::Null);
     assert_eq!(native["seq"], json!(engine.visible_seq()));
@@ -158,4 +161,61 @@ fn formats_parse_by_name() {
     assert_eq!("native".parse(), Ok(Format::Native));
     assert_eq!("debezium".parse(), Ok(Format::Debezium));
     assert!("avro".parse::<Format>().unwrap_err().contains("avro"));
+}
+
+#[test]
+fn timestamps_outside_years_0000_to_9999_are_an_error_never_invalid_rfc_3339() {
+    use tidefeed_feed::time::{TimestampError, MAX_MICROS, MIN_MICROS};
+    use tidefeed_feed::FeedError;
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(EngineOptions::new(dir.path())).unwrap();
+    engine
+        .create_table(TableSchema {
+            name: "visits".into(),
+            columns: vec![Column {
+                name: "at".into(),
+                ty: ColumnType::Timestamp,
+                nullable: false,
+            }],
+            primary_key: vec!["at".into()],
+        })
+        .unwrap();
+    let table = engine.table("visits").unwrap();
+    let row =
+        named_values_from_json(&table, &json!({"at": "9999-12-31T23:59:59.999999Z"})).unwrap();
+    engine.write(vec![Mutation::upsert("visits", row)]).unwrap();
+    let event = events(&engine).remove(0);
+    for format in [Format::Native, Format::Debezium] {
+        let native = parse(&encode(&event, format).unwrap());
+        assert_eq!(
+            native
+                .to_string()
+                .matches("9999-12-31T23:59:59.999999Z")
+                .count(),
+            if format == Format::Native { 2 } else { 1 }
+        );
+    }
+
+    for (field, micros) in [
+        ("ts", MAX_MICROS + 1),
+        ("at", MIN_MICROS - 1),
+        ("at", i64::MAX),
+    ] {
+        let mut bad = event.clone();
+        if field == "ts" {
+            bad.ts_micros = micros;
+        } else {
+            bad.key = vec![Value::Timestamp(micros)];
+        }
+        for format in [Format::Native, Format::Debezium] {
+            let err = encode(&bad, format).unwrap_err();
+            assert!(
+                matches!(&err, FeedError::Unencodable { seq: 1, table, field: f, problem: TimestampError::OutOfRange { micros: m } }
+                    if table == "visits" && f == field && *m == micros),
+                "{err}"
+            );
+            assert!(tidefeed_feed::encode_bounded(&bad, format, 10).is_err());
+        }
+    }
 }

@@ -393,3 +393,87 @@ async fn a_consumer_stream_starts_at_its_position_and_ends_loudly_when_invalidat
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_at_the_visible_seq_never_fails_while_writers_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = EngineOptions::new(dir.path());
+    options.durability = tidefeed_engine::Durability::Async {
+        interval: Duration::from_millis(50),
+    };
+    let engine = Engine::open(options).unwrap();
+    engine.create_table(table("a")).unwrap();
+    let feed = Feed::new(engine.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    engine
+                        .write(vec![Mutation::upsert("a", row(w * 1000 + i % 100, i))])
+                        .unwrap();
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut attempts = 0u64;
+    // Until the writers have committed a few thousand changes meanwhile.
+    while engine.visible_seq() < 3000 && started.elapsed() < Duration::from_secs(30) {
+        let since = engine.visible_seq();
+        let subscription = feed.subscribe(SubscribeOptions {
+            since: Some(since),
+            ..Default::default()
+        });
+        match subscription {
+            Ok(subscription) => assert_eq!(subscription.position(), since),
+            Err(err) => panic!("subscribe(since = visible_seq {since}) failed: {err}"),
+        }
+        attempts += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    assert!(
+        engine.visible_seq() >= 3000,
+        "the writers ran during the attempts"
+    );
+    assert!(attempts > 1000, "{attempts} attempts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_resolved_intervals_never_panic_and_never_fire() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = busy_engine(dir.path());
+    let feed = Feed::new(engine.clone());
+    for interval in [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX / 2),
+        Duration::from_secs(1 << 40),
+    ] {
+        let mut subscription = feed
+            .subscribe(SubscribeOptions {
+                since: Some(engine.visible_seq()),
+                resolved_interval: interval,
+                ..Default::default()
+            })
+            .unwrap();
+        let writer = engine.clone();
+        tokio::task::spawn_blocking(move || writer.write(vec![Mutation::upsert("a", row(1, 1))]))
+            .await
+            .unwrap()
+            .unwrap();
+        let item = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+            .await
+            .expect("the change arrives")
+            .unwrap();
+        assert!(matches!(item, FeedItem::Event { .. }), "{item:?}");
+        // Nothing more to send, and the watermark is not due for ages.
+        let idle = tokio::time::timeout(Duration::from_millis(200), subscription.next()).await;
+        assert!(idle.is_err(), "{interval:?}: {idle:?}");
+    }
+}

@@ -84,13 +84,18 @@ async fn oversized_events_are_sent_key_only_flagged_and_counted() {
     assert_eq!(events[2]["after"]["body"], json!("x".repeat(20)));
     assert_eq!(feed.oversized_events(), 1);
 
-    // The pull API applies the same policy; Debezium carries the key in source.
+    // The pull API applies the same policy; Debezium carries the key in
+    // source and as the images it has.
     let page = feed
         .read_page(1, 1, &Filter::default(), Format::Debezium)
         .unwrap();
     let envelope: Json = serde_json::from_slice(&page.events[0].1).unwrap();
     assert_eq!(envelope["truncated"], true);
     assert_eq!(envelope["source"]["key"], json!({"id": 2}));
-    assert_eq!(envelope["after"], Json::Null);
+    assert_eq!(
+        envelope["after"],
+        json!({"id": 2}),
+        "Debezium consumers need an after image: the key columns"
+    );
     assert_eq!(feed.oversized_events(), 2, "counted once per encoding");
 }

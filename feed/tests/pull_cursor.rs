@@ -155,3 +155,36 @@ fn reading_below_retention_is_an_error_not_an_empty_page() {
     );
     assert!(read_page(&engine, low_water, 10, &Filter::default(), Format::Debezium).is_ok());
 }
+
+#[test]
+fn a_page_after_the_visible_seq_is_a_future_seq_error_not_an_empty_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_with_history(dir.path());
+    let visible = engine.visible_seq();
+    for since in [visible + 1, visible + 1000, u64::MAX] {
+        let err = read_page(&engine, since, 10, &Filter::default(), Format::Native).unwrap_err();
+        assert!(
+            matches!(err, FeedError::Engine(Error::FutureSeq { requested, visible: v }) if requested == since && v == visible),
+            "{since}: {err}"
+        );
+    }
+    // At the head: an empty page that stays there.
+    let page = read_page(&engine, visible, 10, &Filter::default(), Format::Native).unwrap();
+    assert!(page.events.is_empty());
+    assert_eq!(page.next, visible);
+}
+
+#[test]
+fn a_page_of_limit_zero_is_empty_and_stays_at_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_with_history(dir.path());
+    for since in [0, 5, engine.visible_seq()] {
+        let page = read_page(&engine, since, 0, &Filter::default(), Format::Native).unwrap();
+        assert!(
+            page.events.is_empty(),
+            "{since}: {} events",
+            page.events.len()
+        );
+        assert_eq!(page.next, since, "nothing examined, nothing skipped");
+    }
+}

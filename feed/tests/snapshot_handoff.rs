@@ -205,3 +205,90 @@ async fn a_snapshot_follows_the_table_filter_and_needs_no_position() {
     }
     assert_eq!(reads, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_at_the_low_water_mark_needs_no_history_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The tables of `engine()`, with no history window.
+    let engine = {
+        let mut options = EngineOptions::new(dir.path());
+        options.history_window = Some(Duration::ZERO);
+        let engine = Engine::open(options).unwrap();
+        for name in ["a", "b"] {
+            engine
+                .create_table(TableSchema {
+                    name: name.into(),
+                    columns: vec![
+                        Column {
+                            name: "id".into(),
+                            ty: ColumnType::Int64,
+                            nullable: false,
+                        },
+                        Column {
+                            name: "n".into(),
+                            ty: ColumnType::Int64,
+                            nullable: false,
+                        },
+                    ],
+                    primary_key: vec!["id".into()],
+                })
+                .unwrap();
+        }
+        engine
+    };
+    let setup = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        write(&setup, 0, 400);
+        setup.flush().unwrap();
+        setup.compact().unwrap();
+    })
+    .await
+    .unwrap();
+    // No history is kept: low-water reaches the head once the flushed
+    // changes are checkpointed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while engine.low_water() < engine.visible_seq() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "low-water never reached the head"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let head = engine.visible_seq();
+    assert_eq!(engine.low_water(), head);
+
+    let feed = Feed::new(engine.clone());
+    let mut subscription = feed
+        .subscribe(SubscribeOptions {
+            snapshot: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(subscription.position(), head);
+    let mut rows = BTreeMap::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), subscription.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            FeedItem::Event { seq, bytes } => {
+                assert_eq!(seq, head);
+                let event: Json = serde_json::from_slice(&bytes).unwrap();
+                rows.insert(
+                    (
+                        event["table"].as_str().unwrap().to_owned(),
+                        event["key"]["id"].as_i64().unwrap(),
+                    ),
+                    event["after"].clone(),
+                );
+            }
+            FeedItem::Resolved { seq } => {
+                assert_eq!(seq, head, "the snapshot ends with Resolved at S");
+                break;
+            }
+        }
+    }
+    assert_eq!(rows, current_rows(&engine));
+    assert!(!rows.is_empty());
+}

@@ -270,7 +270,7 @@ fn dropping_the_engine_on_a_tokio_worker_does_not_block_the_runtime() {
         engine.write(upsert(i)).unwrap();
     }
     assert!(engine.metrics().memtable_rotations > 0);
-    let done = promptly("dropping the engine inside the runtime", move || {
+    promptly("dropping the engine inside the runtime", move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_time()
@@ -285,7 +285,6 @@ fn dropping_the_engine_on_a_tokio_worker_does_not_block_the_runtime() {
             releaser.await.unwrap();
         });
     });
-    let () = done;
     let reopened = open(dir.path());
     assert_eq!(reopened.visible_seq(), 40);
 }

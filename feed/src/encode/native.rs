@@ -7,12 +7,12 @@ use serde::Serialize;
 
 use crate::event::ChangeEvent;
 use crate::json::{JsonKey, JsonRow};
-use crate::time::format_rfc3339;
+use crate::time::Rfc3339Micros;
 
 #[derive(Serialize)]
 pub(super) struct Native<'a> {
     seq: u64,
-    ts: String,
+    ts: Rfc3339Micros,
     table: &'a str,
     op: &'static str,
     key: JsonKey<'a>,
@@ -36,7 +36,7 @@ impl<'a> Native<'a> {
         let table = &*event.table;
         Native {
             seq: event.seq,
-            ts: format_rfc3339(event.ts_micros),
+            ts: Rfc3339Micros(event.ts_micros),
             table: table.name(),
             op: event.op.name(),
             key: JsonKey {
