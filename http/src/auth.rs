@@ -16,6 +16,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{RawPathParams, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
@@ -159,7 +160,7 @@ pub struct RouteAccess {
 /// runs the handler with the [`Principal`] in the request's extensions.
 pub async fn authorize(
     State(route): State<RouteAccess>,
-    params: RawPathParams,
+    params: Result<RawPathParams, RawPathParamsRejection>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -174,7 +175,7 @@ pub async fn authorize(
 
 fn check(
     route: &RouteAccess,
-    params: &RawPathParams,
+    params: &Result<RawPathParams, RawPathParamsRejection>,
     request: &Request,
 ) -> Result<Principal, ApiError> {
     let auth = route.state.authenticator();
@@ -192,8 +193,27 @@ fn check(
         .ok_or(ApiError::Unauthorized)?;
     let principal = auth.authenticate(&token).ok_or(ApiError::Unauthorized)?;
     principal.require_scope(scope)?;
-    if let Some((_, table)) = params.iter().find(|(name, _)| *name == "table") {
-        principal.require_table(table)?;
+    match params {
+        Ok(params) => {
+            if let Some((_, table)) = params.iter().find(|(name, _)| *name == "table") {
+                principal.require_table(table)?;
+            }
+        }
+        // Parameters that are not UTF-8 cannot name a table the token may
+        // use; the error names the parameter as the handler would.
+        Err(RawPathParamsRejection::InvalidUtf8InPathParam(error)) => {
+            let text = error.body_text();
+            return Err(if text.contains("`table`") {
+                ApiError::BadTableName {
+                    table: "<not UTF-8>".into(),
+                }
+            } else if text.contains("`key`") {
+                ApiError::BadKey("the key in the path is not UTF-8 once percent-decoded".into())
+            } else {
+                ApiError::BadPath(text)
+            });
+        }
+        Err(_) => {}
     }
     Ok(principal)
 }
