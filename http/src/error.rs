@@ -55,6 +55,8 @@ pub enum ApiError {
     RequestTimeout { seconds: f64 },
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("the storage engine failed and accepts no writes; restart the server to recover")]
+    EngineFailed,
     #[error("operation {index} of the batch: {error}")]
     InBatch { index: usize, error: Box<ApiError> },
     #[error(transparent)]
@@ -161,6 +163,9 @@ impl ApiError {
             }
             ApiError::ShuttingDown => {
                 ErrorParts::new(S::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            ApiError::EngineFailed => {
+                ErrorParts::new(S::SERVICE_UNAVAILABLE, "engine_failed", message)
             }
             ApiError::InBatch { index, error } => error.parts().with("index", *index),
             ApiError::Engine(error) => engine_parts(error),

@@ -145,6 +145,23 @@ mod tests {
     }
 
     #[test]
+    fn every_described_operation_is_a_route() {
+        let routes: Vec<(String, String)> = crate::routes::routes()
+            .iter()
+            .map(|r| (r.method.as_str().to_ascii_lowercase(), r.path.to_owned()))
+            .collect();
+        let json: serde_json::Value = serde_json::from_str(document_json()).unwrap();
+        for (path, item) in json["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                assert!(
+                    routes.contains(&(method.clone(), path.clone())),
+                    "{method} {path} is described but not routed"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_document_is_openapi_3_1_with_bearer_auth() {
         let json: serde_json::Value = serde_json::from_str(document_json()).unwrap();
         assert!(json["openapi"].as_str().unwrap().starts_with("3.1"));

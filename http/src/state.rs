@@ -1,10 +1,11 @@
 //! What every handler shares: the engine, the feed, options, tokens,
 //! metrics, the stream limit and the shutdown signal.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tidefeed_engine::{Engine, Table};
+use tidefeed_engine::{Engine, Error as EngineError, Mutation, Table, WriteResult};
 use tidefeed_feed::Feed;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,9 @@ struct Inner {
     /// open streams end with an `error` event.
     shutdown: CancellationToken,
     started: Instant,
+    /// Set once a write found the engine failed (poisoned by a storage
+    /// fault): the process stays up to answer, but is not ready.
+    engine_failed: AtomicBool,
 }
 
 impl AppState {
@@ -49,6 +53,7 @@ impl AppState {
                 metrics: Metrics::new(),
                 shutdown: CancellationToken::new(),
                 started: Instant::now(),
+                engine_failed: AtomicBool::new(false),
             }),
         }
     }
@@ -93,6 +98,28 @@ impl AppState {
 
     pub fn is_shutting_down(&self) -> bool {
         self.inner.shutdown.is_cancelled()
+    }
+
+    /// Commits a batch without blocking the executor, noting a failed
+    /// engine for `/readyz`.
+    pub(crate) async fn write(&self, batch: Vec<Mutation>) -> Result<WriteResult, ApiError> {
+        match self.engine().write_async(batch).await {
+            Ok(result) => Ok(result),
+            Err(error) => {
+                if matches!(
+                    error,
+                    EngineError::Poisoned { .. } | EngineError::CommitFailed { .. }
+                ) {
+                    self.inner.engine_failed.store(true, Ordering::Relaxed);
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Whether a write has found the engine failed.
+    pub(crate) fn engine_failed(&self) -> bool {
+        self.inner.engine_failed.load(Ordering::Relaxed)
     }
 
     /// A table named in a path: the name must be valid, and the table

@@ -44,7 +44,7 @@ pub(crate) async fn batch(
     }
     let tables: Vec<String> = mutations.iter().map(|m| m.table.clone()).collect();
     let started = Instant::now();
-    let result = state.engine().write_async(mutations).await?;
+    let result = state.write(mutations).await?;
     let committed: Vec<(&str, _)> = tables
         .iter()
         .zip(&result.outcomes)

@@ -185,7 +185,7 @@ async fn commit_row(
         None => mutation,
     };
     let started = Instant::now();
-    let result = state.engine().write_async(vec![mutation]).await?;
+    let result = state.write(vec![mutation]).await?;
     match result.outcomes.first() {
         Some(Outcome::Committed { seq, kind }) => {
             state

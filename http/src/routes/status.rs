@@ -64,7 +64,8 @@ pub(crate) async fn healthz() -> axum::Json<HealthBody> {
     axum::Json(HealthBody { status: "ok" })
 }
 
-/// Readiness: the engine is open and the server is not shutting down.
+/// Readiness: the engine is open, no write has found it failed, and the
+/// server is not shutting down.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
@@ -81,6 +82,9 @@ pub(crate) async fn readyz(
     }
     if state.engine().is_closed() {
         return Err(tidefeed_engine::Error::Closed.into());
+    }
+    if state.engine_failed() {
+        return Err(ApiError::EngineFailed);
     }
     Ok(axum::Json(HealthBody { status: "ready" }))
 }

@@ -165,3 +165,30 @@ async fn the_openapi_document_is_served() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(status_body["visible_seq"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_answers_503_and_readiness_turns_off() {
+    let faults = std::sync::Arc::new(tidefeed_engine::FaultInjector::new());
+    let injected = faults.clone();
+    let server = Server::start_with(move |options| options.faults = Some(injected), |_| {}).await;
+    server.create_users().await;
+    server.put_user(1, "a").await;
+    let (status, _) = server.get("/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+
+    faults.fail_sync_after(1);
+    let (status, body) = server
+        .put("/v1/tables/users/rows/2", json!({"id": 2}))
+        .await;
+    assert_error(status, &body, 503, "engine_failed");
+    // Fail-stop: later writes are refused too, and the server says it is
+    // not ready, while it still answers.
+    let (status, body) = server
+        .put("/v1/tables/users/rows/3", json!({"id": 3}))
+        .await;
+    assert_error(status, &body, 503, "engine_failed");
+    let (status, body) = server.get("/readyz").await;
+    assert_error(status, &body, 503, "engine_failed");
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}
