@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashSet};
 use tidefeed_engine::Seq;
 use tidefeed_feed::{EventOp, Filter, Format};
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::{valid_table_name, AppState};
 
@@ -74,13 +75,15 @@ pub fn format(value: Option<&str>) -> Result<Format, ApiError> {
     }
 }
 
-/// `tables=a,b` and `ops=insert,update` as a feed filter. Every named table
-/// must exist.
+/// `tables=a,b` and `ops=insert,update` as a feed filter, with the table
+/// names (for the caller's token check). Every named table must exist;
+/// the token may only use tables it is allowed.
 pub fn filter(
     state: &AppState,
+    principal: &Principal,
     tables: Option<&str>,
     ops: Option<&str>,
-) -> Result<(Filter, BTreeSet<String>), ApiError> {
+) -> Result<Filter, ApiError> {
     let mut names = BTreeSet::new();
     for name in list(tables) {
         if !valid_table_name(name) {
@@ -88,8 +91,12 @@ pub fn filter(
                 "tables: {name:?} is not a table name ([a-z][a-z0-9_]{{0,62}})"
             )));
         }
-        state.table(name)?;
         names.insert(name.to_owned());
+    }
+    // The token first, so a limited token learns nothing of other tables.
+    principal.require_filter(&names)?;
+    for name in &names {
+        state.table(name)?;
     }
     let mut op_set = HashSet::new();
     for op in list(ops) {
@@ -104,11 +111,10 @@ pub fn filter(
             }
         });
     }
-    let filter = Filter {
-        tables: names.iter().cloned().collect(),
+    Ok(Filter {
+        tables: names.into_iter().collect(),
         ops: op_set,
-    };
-    Ok((filter, names))
+    })
 }
 
 fn list(value: Option<&str>) -> impl Iterator<Item = &str> {

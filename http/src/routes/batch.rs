@@ -86,9 +86,13 @@ fn mutation(state: &AppState, principal: &Principal, op: BatchOp) -> Result<Muta
         }
         | BatchOp::Delete {
             table, if_match, ..
-        } => (state.table(table)?, *if_match),
+        } => {
+            // The token first, so a limited token learns nothing of other
+            // tables.
+            principal.require_table(table)?;
+            (state.table(table)?, *if_match)
+        }
     };
-    principal.require_table(table.name())?;
     let mutation = match op {
         BatchOp::Upsert { row, .. } => {
             Mutation::upsert(table.name(), named_values_from_json(&table, &row)?)

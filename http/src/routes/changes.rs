@@ -56,8 +56,12 @@ pub(crate) async fn pull(
     Extension(principal): Extension<Principal>,
     Query(query): Query<ChangesQuery>,
 ) -> Result<Response, ApiError> {
-    let (filter, tables) = params::filter(&state, query.tables.as_deref(), query.ops.as_deref())?;
-    principal.require_filter(&tables)?;
+    let filter = params::filter(
+        &state,
+        &principal,
+        query.tables.as_deref(),
+        query.ops.as_deref(),
+    )?;
     let format = params::format(query.format.as_deref())?;
     let limit = params::limit(query.limit.as_deref())?;
     let visible = state.engine().visible_seq();

@@ -69,8 +69,12 @@ pub(crate) async fn stream(
     LastEventId(last_event_id): LastEventId,
     Query(query): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
-    let (filter, tables) = params::filter(&state, query.tables.as_deref(), query.ops.as_deref())?;
-    principal.require_filter(&tables)?;
+    let filter = params::filter(
+        &state,
+        &principal,
+        query.tables.as_deref(),
+        query.ops.as_deref(),
+    )?;
     let format = params::format(query.format.as_deref())?;
     let snapshot = params::flag("snapshot", query.snapshot.as_deref())?;
     let since = params::since(query.since.as_deref())?;
