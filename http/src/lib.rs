@@ -35,6 +35,7 @@ mod state;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -78,6 +79,13 @@ pub async fn serve(
     let token = state.shutdown_token().clone();
     let grace = state.options().shutdown_grace;
     let app = router(state.clone());
+    // Events and responses are small writes that must leave at once:
+    // Nagle's algorithm would hold one behind the previous one's ACK.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set on a connection");
+        }
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(token.clone().cancelled_owned())
         .into_future();
