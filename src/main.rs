@@ -9,7 +9,6 @@
 mod cli;
 
 use std::process::ExitCode;
-
 use std::time::Duration;
 
 use anyhow::Context as _;
