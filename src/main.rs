@@ -1,18 +1,20 @@
 //! The `tidefeed` binary: command-line parsing and wiring.
 //!
-//! `serve` loads the configuration, opens (and recovers) the storage engine
-//! and runs until SIGINT or SIGTERM, then shuts down in order. The HTTP API,
-//! change stream and Kafka connector are wired in here as they land
-//! (issues [4/6] and [5/6]); until then `serve` holds the engine open and
-//! serves no requests.
+//! `serve` loads the configuration, opens (and recovers) the storage engine,
+//! serves the HTTP API (REST, change streams, metrics) and runs until
+//! SIGINT or SIGTERM, then shuts down in order (see [`serve`]). The Kafka
+//! connector is wired in here when it lands: it stops after the HTTP
+//! service and before the engine closes.
 
 mod cli;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tidefeed_config::{Config, Overrides};
-use tidefeed_engine::{Durability, Engine, EngineOptions};
+use tidefeed_engine::{Durability, Engine, EngineOptions, Limits};
+use tidefeed_http::{AppState, ServerOptions, Stopped};
 
 fn main() -> ExitCode {
     // Usage errors exit with code 2; --help and --version print and exit 0.
@@ -49,6 +51,11 @@ fn engine_options(config: &Config) -> EngineOptions {
     };
     options.wal_segment_bytes = storage.wal_segment_bytes;
     options.memtable_bytes = storage.memtable_bytes;
+    options.limits = Limits {
+        max_key_bytes: storage.max_key_bytes,
+        max_row_bytes: storage.max_row_bytes,
+        max_batch_bytes: storage.max_batch_bytes,
+    };
     options.history_window = config.feed.retention;
     options.history_bytes = config.feed.history_bytes;
     options.max_retention_bytes = Some(config.feed.max_retention_bytes);
@@ -56,6 +63,59 @@ fn engine_options(config: &Config) -> EngineOptions {
     options
 }
 
+/// The HTTP service's options, from the configuration: every `[server]`
+/// key, the `[auth]` tokens and the feed's event settings.
+fn http_options(config: &Config) -> ServerOptions {
+    use tidefeed_config::{CorsOrigins, Scope as ConfigScope, TokenSecret as ConfigSecret};
+    use tidefeed_http::{Scope, TokenRule, TokenSecret};
+    let server = &config.server;
+    let tokens = config
+        .auth
+        .tokens
+        .iter()
+        .map(|token| TokenRule {
+            secret: match &token.secret {
+                ConfigSecret::Plain(secret) => TokenSecret::Plain(secret.clone()),
+                ConfigSecret::Sha256(digest) => TokenSecret::Sha256(*digest),
+            },
+            scopes: token
+                .scopes
+                .iter()
+                .map(|scope| match scope {
+                    ConfigScope::Read => Scope::Read,
+                    ConfigScope::Write => Scope::Write,
+                    ConfigScope::Admin => Scope::Admin,
+                })
+                .collect(),
+            tables: token.tables.clone(),
+        })
+        .collect();
+    ServerOptions {
+        listen: server.listen,
+        allow_insecure: server.allow_insecure,
+        cors_allowed_origins: match &server.cors_allowed_origins {
+            CorsOrigins::Disabled => Vec::new(),
+            CorsOrigins::Any => vec!["*".to_owned()],
+            CorsOrigins::Only(origins) => origins.clone(),
+        },
+        max_body_bytes: server.max_body_bytes,
+        request_timeout: server.request_timeout,
+        max_streams: server.max_streams,
+        keep_alive_interval: server.keep_alive_interval,
+        shutdown_grace: server.shutdown_grace,
+        resolved_interval: config.feed.resolved_interval,
+        max_event_bytes: config.feed.max_event_bytes,
+        tokens,
+        metrics_require_token: server.metrics_require_token,
+        health_require_token: server.health_require_token,
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then shuts down in a fixed
+/// order: stop accepting connections, end open change streams (each gets
+/// an `error` event), wait up to `shutdown_grace` for requests in flight,
+/// then close the engine (which commits what it received, syncs and seals
+/// the WAL and stops background work).
 fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
         listen: args.listen,
@@ -63,6 +123,11 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     };
     let config = Config::load(args.config.as_deref(), std::env::vars(), &overrides)
         .context("configuration")?;
+    let options = http_options(&config);
+    // Refused before the data directory is touched.
+    options
+        .validate(options.listen)
+        .context("server configuration")?;
     let engine = Engine::open(engine_options(&config)).with_context(|| {
         format!(
             "opening the data directory {}",
@@ -74,7 +139,7 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         data_dir = %config.storage.data_dir.display(),
         tables = recovery.tables,
         visible_seq = engine.visible_seq(),
-        "storage engine ready; the HTTP API is not part of this build yet (issue [4/6]), so no requests are served"
+        "storage engine ready"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -85,15 +150,38 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     // sent as soon as the readiness line appears is never lost to the
     // default action.
     let signals = runtime.block_on(async { ShutdownSignals::install() })?;
-    // The readiness line tests and scripts wait for.
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(options.listen))
+        .with_context(|| format!("listening on {}", options.listen))?;
+    let listen = listener.local_addr().context("the bound address")?;
+    let state = AppState::new(engine.clone(), options);
+    tracing::info!(%listen, "serving HTTP");
+    // The readiness line tests and scripts wait for; with `--listen
+    // 127.0.0.1:0` it is how they learn the port.
     println!(
-        "tidefeed ready: data_dir={} visible_seq={}",
+        "tidefeed ready: listen={listen} data_dir={} visible_seq={}",
         config.storage.data_dir.display(),
         engine.visible_seq()
     );
-    let signal = runtime.block_on(signals.wait());
-    tracing::info!(signal, "shutting down");
-    engine.close().context("closing the storage engine")?;
+    let served = runtime.block_on(tidefeed_http::serve(listener, state, async move {
+        let signal = signals.wait().await;
+        tracing::info!(signal, "shutting down");
+    }));
+    match &served {
+        Ok(Stopped::Drained) => tracing::info!("HTTP service stopped"),
+        Ok(Stopped::GraceExpired) => {
+            tracing::warn!(
+                "HTTP service stopped with connections still open after the grace period"
+            )
+        }
+        Err(error) => tracing::error!(%error, "HTTP service failed"),
+    }
+    // The engine closes whatever happened to the service: acknowledged
+    // writes are already durable, and close seals the WAL.
+    let closed = engine.close().context("closing the storage engine");
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served.context("serving HTTP")?;
+    closed?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

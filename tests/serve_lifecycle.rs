@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 fn tidefeed(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tidefeed"));
     command
-        .args(["serve", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env_remove("TIDEFEED_LOG")
         .stdout(Stdio::piped())
@@ -50,6 +50,7 @@ fn serve_starts_on_an_empty_directory_and_stops_cleanly_on_sigterm() {
     let data = dir.path().join("data");
     let (child, ready) = start(&data);
     assert!(ready.contains("visible_seq=0"), "{ready}");
+    assert!(ready.contains("listen=127.0.0.1:"), "{ready}");
     assert!(
         data.join("wal").is_dir(),
         "the data directory is created with its WAL"

@@ -1,0 +1,231 @@
+//! Extractors that fail with [`ApiError`], so malformed bodies, paths,
+//! query strings and headers get our JSON error format, never axum's plain
+//! text rejections.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+use tidefeed_engine::Seq;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON request body: `Content-Type: application/json` (or `+json`),
+/// at most `max_body_bytes`, parsed into `T`.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Json<T>, ApiError> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = read_body(request, state.options().max_body_bytes).await?;
+        parse(&bytes).map(Json)
+    }
+}
+
+/// A JSON body that may be absent (an empty body).
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<OptionalJson<T>, ApiError> {
+        let json = is_json(request.headers());
+        let bytes = read_body(request, state.options().max_body_bytes).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(None));
+        }
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse(&bytes).map(|value| OptionalJson(Some(value)))
+    }
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| ApiError::InvalidJson(error.to_string()))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Reads the whole body, refusing it past `limit` bytes: at once when its
+/// declared length says so, otherwise as soon as it grows past the limit.
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Err(error) => Err(ApiError::InvalidJson(format!(
+            "the request body could not be read: {error}"
+        ))),
+    }
+}
+
+/// Path parameters, percent-decoded. Parameters that are not UTF-8 are
+/// rejected by name: `table` as a bad table name, `key` as a bad key.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Path<T>, ApiError> {
+        use axum::extract::path::ErrorKind;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(PathRejection::FailedToDeserializePathParams(error)) => Err(match error.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key } if key == "table" => {
+                    ApiError::BadTableName {
+                        table: "<not UTF-8>".into(),
+                    }
+                }
+                ErrorKind::InvalidUtf8InPathParam { key } if key == "key" => {
+                    ApiError::BadKey("the key in the path is not UTF-8 once percent-decoded".into())
+                }
+                _ => ApiError::BadPath(error.body_text()),
+            }),
+            Err(other) => Err(ApiError::Internal(other.body_text())),
+        }
+    }
+}
+
+/// A query string deserialized into `T`; unknown parameters are refused
+/// where `T` says so (`deny_unknown_fields`).
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Query<T>, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection| ApiError::BadQuery(rejection.body_text()))
+    }
+}
+
+/// The `If-Match` header: the ETag (`"<seq>"`) a write expects the row to
+/// have. Absent: the write is unconditional.
+pub struct IfMatch(pub Option<Seq>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<IfMatch, ApiError> {
+        let mut values = parts.headers.get_all(axum::http::header::IF_MATCH).iter();
+        let Some(value) = values.next() else {
+            return Ok(IfMatch(None));
+        };
+        let bad = |message: &str| ApiError::BadHeader {
+            header: "If-Match",
+            message: message.to_owned(),
+        };
+        if values.next().is_some() {
+            return Err(bad("give one ETag"));
+        }
+        let text = value.to_str().map_err(|_| bad("not ASCII"))?.trim();
+        parse_etag(text).map(|seq| IfMatch(Some(seq))).map_err(bad)
+    }
+}
+
+/// Parses a strong ETag `"<seq>"`.
+fn parse_etag(text: &str) -> Result<Seq, &'static str> {
+    if text == "*" {
+        return Err("\"*\" is not supported; give the row's ETag, \"<seq>\"");
+    }
+    if text.starts_with("W/") {
+        return Err("a weak ETag never matches; give the row's ETag, \"<seq>\"");
+    }
+    text.strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .and_then(|seq| seq.parse::<Seq>().ok())
+        .ok_or("expected one ETag of the form \"<seq>\"")
+}
+
+/// The `ETag` header value of a row version.
+pub fn etag(seq: Seq) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_str(&format!("\"{seq}\"")).expect("digits and quotes")
+}
+
+/// The `Last-Event-ID` header an SSE client sends when it reconnects.
+pub struct LastEventId(pub Option<Seq>);
+
+impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<LastEventId, ApiError> {
+        let Some(value) = parts.headers.get("last-event-id") else {
+            return Ok(LastEventId(None));
+        };
+        let text = value.to_str().unwrap_or("").trim();
+        if text.is_empty() {
+            // EventSource sends an empty id when the last event had none.
+            return Ok(LastEventId(None));
+        }
+        text.parse::<Seq>()
+            .map(|seq| LastEventId(Some(seq)))
+            .map_err(|_| ApiError::BadHeader {
+                header: "Last-Event-ID",
+                message: format!("{text:?} is not an event id (a seq)"),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_are_strong_quoted_seqs() {
+        assert_eq!(parse_etag("\"42\""), Ok(42));
+        assert!(parse_etag("42").is_err());
+        assert!(parse_etag("W/\"42\"").is_err());
+        assert!(parse_etag("*").is_err());
+        assert!(parse_etag("\"-1\"").is_err());
+        assert_eq!(etag(7), "\"7\"");
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_json(&headers));
+        for (value, expected) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("application/merge-patch+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+        ] {
+            headers.insert(CONTENT_TYPE, value.parse().unwrap());
+            assert_eq!(is_json(&headers), expected, "{value}");
+        }
+    }
+}
