@@ -53,6 +53,11 @@ pub struct ConsumerInfo {
     /// of the call that returned this; not stored.
     #[serde(skip)]
     pub lag: u64,
+    /// Bytes of history after `position`: table-file bytes flushed since
+    /// (at flush granularity) plus the memtables if they hold changes
+    /// after it. As of the call that returned this; not stored.
+    #[serde(skip)]
+    pub lag_bytes: u64,
 }
 
 /// Why a durable consumer was invalidated: what a client can act on.
@@ -304,6 +309,7 @@ impl Consumers {
             acked_micros: now,
             invalidated: None,
             lag: 0,
+            lag_bytes: 0,
         };
         state.consumers.insert(name.to_owned(), info.clone());
         if let Err(e) = self.write(&mut state, durable) {

@@ -76,9 +76,23 @@ pub(crate) struct Shared {
     /// Held while low-water moves and while a consumer is created, so a
     /// consumer can never be created at a position retention is dropping.
     pub retention: Mutex<()>,
+    /// The flush checkpoints of the committed manifest, for measuring
+    /// history in bytes (consumer lag).
+    checkpoints: Mutex<Arc<Vec<crate::retention::Checkpoint>>>,
 }
 
 impl Shared {
+    pub(crate) fn checkpoints(&self) -> Arc<Vec<crate::retention::Checkpoint>> {
+        self.checkpoints
+            .lock()
+            .expect("checkpoints lock poisoned")
+            .clone()
+    }
+
+    pub(crate) fn set_checkpoints(&self, checkpoints: Vec<crate::retention::Checkpoint>) {
+        *self.checkpoints.lock().expect("checkpoints lock poisoned") = Arc::new(checkpoints);
+    }
+
     pub(crate) fn state(&self) -> Arc<LsmState> {
         self.state.read().expect("state lock poisoned").clone()
     }
@@ -407,6 +421,7 @@ impl Engine {
             progressed: Condvar::new(),
             consumers,
             retention: Mutex::new(()),
+            checkpoints: Mutex::new(Arc::new(manifest.checkpoints.clone())),
         });
 
         let (flush_signal, flush_signals) = mpsc::channel();
@@ -757,7 +772,24 @@ impl Engine {
     }
 
     fn with_lag(&self, mut info: ConsumerInfo) -> ConsumerInfo {
-        info.lag = self.visible_seq().saturating_sub(info.position);
+        let visible = self.visible_seq();
+        info.lag = visible.saturating_sub(info.position);
+        // Flushed history after the position (at flush granularity), plus
+        // the memtables if they hold changes after it.
+        let state = self.inner.shared.state();
+        let checkpoints = self.inner.shared.checkpoints();
+        let flushed =
+            crate::retention::history_bytes(&checkpoints, info.position, state.flushed_seq);
+        let unflushed = if visible > info.position.max(state.flushed_seq) {
+            state
+                .memtables
+                .iter()
+                .map(|m| m.approx_bytes() as u64)
+                .sum()
+        } else {
+            0
+        };
+        info.lag_bytes = flushed + unflushed;
         info
     }
 
@@ -862,14 +894,32 @@ impl Engine {
 
     pub fn metrics(&self) -> MetricsSnapshot {
         let state = self.inner.shared.state();
+        let mut level_bytes = [0; crate::metrics::MAX_LEVELS];
+        for (slot, level) in level_bytes.iter_mut().zip(&state.levels) {
+            *slot = level.iter().map(|f| f.bytes).sum();
+        }
         MetricsSnapshot {
             immutable_memtables: state.immutable_count() as u64,
             l0_files: state.levels[0].len() as u64,
             table_files: state.files().count() as u64,
             flushed_seq: state.flushed_seq,
             low_water: state.low_water,
+            memtable_bytes: state
+                .memtables
+                .iter()
+                .map(|m| m.approx_bytes() as u64)
+                .sum(),
+            table_bytes: level_bytes.iter().sum(),
+            level_bytes,
             ..self.inner.shared.metrics.snapshot()
         }
+    }
+
+    /// The failure that stopped the engine, if one did (a failed WAL
+    /// write or sync, flush, compaction, metadata write or a panicked
+    /// engine thread). Readiness checks use it.
+    pub fn failure(&self) -> Option<Error> {
+        self.inner.shared.poisoned()
     }
 
     /// Stops the commit thread after it has committed every write already

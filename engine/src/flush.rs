@@ -148,7 +148,9 @@ impl FlushWorker {
                 )
             })?;
         }
-        next.commit(&self.data_dir).map_err(at(Stage::Manifest))
+        next.commit(&self.data_dir).map_err(at(Stage::Manifest))?;
+        self.shared.set_checkpoints(next.checkpoints.clone());
+        Ok(())
     }
 
     fn summaries(&self) -> Vec<Vec<FileSummary>> {

@@ -74,7 +74,16 @@ pub struct MetricsSnapshot {
     pub low_water: u64,
     /// Gauge: table files in all levels.
     pub table_files: u64,
+    /// Gauge: bytes held by memtables (active and immutable).
+    pub memtable_bytes: u64,
+    /// Gauge: bytes of table files per level, L0 first.
+    pub level_bytes: [u64; MAX_LEVELS],
+    /// Gauge: bytes of all table files: the history and rows on disk.
+    pub table_bytes: u64,
 }
+
+/// Levels the engine uses, L0 included.
+pub const MAX_LEVELS: usize = 7;
 
 impl EngineMetrics {
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
@@ -98,6 +107,9 @@ impl EngineMetrics {
             flushed_seq: 0,
             low_water: 0,
             table_files: 0,
+            memtable_bytes: 0,
+            level_bytes: [0; MAX_LEVELS],
+            table_bytes: 0,
         }
     }
 }

@@ -69,7 +69,19 @@ struct EngineMirror {
     consumers: IntGauge,
     consumers_invalidated: IntCounter,
     consumer_lag: IntGaugeVec,
+    consumer_lag_bytes: IntGaugeVec,
     oversized_events: IntCounter,
+    memtable_bytes: IntGauge,
+    level_bytes: IntGaugeVec,
+    table_bytes: IntGauge,
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -194,18 +206,34 @@ impl Metrics {
                 "tidefeed_feed_consumers_invalidated_total",
                 "Durable consumers invalidated (retention cap or idle expiry).",
             ),
-            consumer_lag: {
-                let metric = IntGaugeVec::new(
-                    Opts::new(
-                        "tidefeed_feed_consumer_lag_seqs",
-                        "Changes committed after a durable consumer's acknowledged position.",
-                    ),
-                    &["consumer"],
-                )
-                .expect("valid metric");
-                r.register(Box::new(metric.clone())).expect("unique metric");
-                metric
-            },
+            consumer_lag: gauge_vec(
+                &r,
+                "tidefeed_feed_consumer_lag_seqs",
+                "Changes committed after a durable consumer's acknowledged position.",
+                &["consumer"],
+            ),
+            consumer_lag_bytes: gauge_vec(
+                &r,
+                "tidefeed_feed_consumer_lag_bytes",
+                "Bytes of history after a durable consumer's acknowledged position (table files flushed since, plus memtables).",
+                &["consumer"],
+            ),
+            memtable_bytes: gauge(
+                &r,
+                "tidefeed_memtable_bytes",
+                "Bytes held by memtables, active and immutable.",
+            ),
+            level_bytes: gauge_vec(
+                &r,
+                "tidefeed_lsm_level_bytes",
+                "Bytes of table files per level.",
+                &["level"],
+            ),
+            table_bytes: gauge(
+                &r,
+                "tidefeed_lsm_retained_bytes",
+                "Bytes of all table files: retained history and rows on disk.",
+            ),
             oversized_events: counter(
                 &r,
                 "tidefeed_feed_oversized_events_total",
@@ -336,16 +364,25 @@ impl EngineMirror {
         set(&self.low_water_seq, m.low_water);
         mirror(&self.consumers_invalidated, m.consumers_invalidated);
         mirror(&self.oversized_events, feed.oversized_events());
+        set(&self.memtable_bytes, m.memtable_bytes);
+        set(&self.table_bytes, m.table_bytes);
+        for (level, bytes) in m.level_bytes.iter().enumerate() {
+            set(
+                &self.level_bytes.with_label_values(&[&level.to_string()]),
+                *bytes,
+            );
+        }
         let consumers = engine.consumers();
         set(&self.consumers, consumers.len() as u64);
-        // Deleted consumers disappear from the lag gauge.
+        // Deleted consumers disappear from the lag gauges.
         self.consumer_lag.reset();
+        self.consumer_lag_bytes.reset();
         for consumer in consumers.iter().filter(|c| c.invalidated.is_none()) {
+            let name = [consumer.name.as_str()];
+            set(&self.consumer_lag.with_label_values(&name), consumer.lag);
             set(
-                &self
-                    .consumer_lag
-                    .with_label_values(&[consumer.name.as_str()]),
-                consumer.lag,
+                &self.consumer_lag_bytes.with_label_values(&name),
+                consumer.lag_bytes,
             );
         }
     }

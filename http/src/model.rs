@@ -275,6 +275,9 @@ pub struct ConsumerBody {
     pub position: Seq,
     /// Changes committed after the position.
     pub lag: u64,
+    /// Bytes of history after the position (table-file bytes flushed
+    /// since, at flush granularity, plus memtables holding newer changes).
+    pub lag_bytes: u64,
     /// RFC 3339.
     pub created: String,
     /// Time of the last ack, RFC 3339.
@@ -302,6 +305,7 @@ impl From<ConsumerInfo> for ConsumerBody {
             name: info.name,
             position: info.position,
             lag: info.lag,
+            lag_bytes: info.lag_bytes,
         }
     }
 }

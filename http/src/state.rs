@@ -117,9 +117,10 @@ impl AppState {
         }
     }
 
-    /// Whether a write has found the engine failed.
+    /// Whether the engine has failed: a write found it so, or the engine
+    /// reports a failure of its own (background work, a panicked thread).
     pub(crate) fn engine_failed(&self) -> bool {
-        self.inner.engine_failed.load(Ordering::Relaxed)
+        self.inner.engine_failed.load(Ordering::Relaxed) || self.engine().failure().is_some()
     }
 
     /// A table named in a path: the name must be valid, and the table

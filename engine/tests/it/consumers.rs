@@ -330,3 +330,28 @@ fn consumer_positions_never_pass_the_durable_log() {
         .collect();
     assert_eq!(seqs, vec![11, 12, 13], "no later write is skipped");
 }
+
+#[test]
+fn lag_and_storage_are_measured_in_bytes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(options(dir.path())).unwrap();
+    engine.create_table(accounts_schema()).unwrap();
+    engine.create_consumer("sink", Some(0)).unwrap();
+    write(&engine, 100);
+    let in_memory = engine.consumer("sink").unwrap();
+    assert_eq!(in_memory.lag, 100);
+    assert!(
+        in_memory.lag_bytes > 0,
+        "memtable changes after the position"
+    );
+    assert!(engine.metrics().memtable_bytes > 0);
+    engine.flush().unwrap();
+    let metrics = engine.metrics();
+    assert!(
+        metrics.table_bytes > 0 && metrics.table_bytes == metrics.level_bytes.iter().sum::<u64>()
+    );
+    let flushed = engine.consumer("sink").unwrap().lag_bytes;
+    assert!(flushed > 0, "flushed history after the position");
+    engine.ack_consumer("sink", 100).unwrap();
+    assert_eq!(engine.consumer("sink").unwrap().lag_bytes, 0, "caught up");
+}

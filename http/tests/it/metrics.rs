@@ -197,6 +197,16 @@ async fn metrics_parse_and_move_with_writes_streams_and_consumers() {
         value(&after, r#"tidefeed_feed_consumer_lag_seqs{consumer="etl"}"#),
         4.0
     );
+    assert!(
+        value(
+            &after,
+            r#"tidefeed_feed_consumer_lag_bytes{consumer="etl"}"#
+        ) > 0.0,
+        "four changes in the memtable are behind the consumer"
+    );
+    assert!(value(&after, "tidefeed_memtable_bytes") > 0.0);
+    assert_eq!(value(&after, r#"tidefeed_lsm_level_bytes{level="0"}"#), 0.0);
+    assert_eq!(value(&after, "tidefeed_lsm_retained_bytes"), 0.0);
     assert!(after
         .keys()
         .any(|k| k.starts_with("tidefeed_http_request_duration_seconds_bucket")));
