@@ -56,6 +56,12 @@ es.onerror = () => {{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_event_source_receives_changes_with_an_access_token() {
     let Some(browser) = chromium() else {
+        // CI installs Debian's chromium (.ci/run); there a missing browser
+        // is a broken set-up, not a reason to pass.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no Chromium found: .ci/run installs Debian's chromium"
+        );
         eprintln!(
             "skipped: no Chromium found (install Debian's chromium, or set TIDEFEED_CHROMIUM)"
         );
