@@ -23,10 +23,16 @@ impl Tidefeed {
     /// Starts the server on `data_dir` and waits for its readiness line,
     /// which names the bound address.
     pub fn start(data_dir: &Path, log: &Path) -> Tidefeed {
+        Tidefeed::start_with_env(data_dir, log, &[])
+    }
+
+    /// [`Tidefeed::start`] with `TIDEFEED_*` variables set.
+    pub fn start_with_env(data_dir: &Path, log: &Path, env: &[(&str, &str)]) -> Tidefeed {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tidefeed"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env_remove("TIDEFEED_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(File::create(log).unwrap())
             .spawn()
