@@ -355,3 +355,67 @@ fn lag_and_storage_are_measured_in_bytes_too() {
     engine.ack_consumer("sink", 100).unwrap();
     assert_eq!(engine.consumer("sink").unwrap().lag_bytes, 0, "caught up");
 }
+
+const CONSUMER_CHILD_DIR_ENV: &str = "TIDEFEED_CONSUMER_CHILD_DIR";
+
+/// The engine of one kill -9 cycle: history collapses as soon as it is
+/// flushed, so only the consumer holds it, and flushes and low-water
+/// rounds run all the time.
+fn crash_options(dir: &std::path::Path) -> EngineOptions {
+    let mut options = EngineOptions::new(dir);
+    options.memtable_bytes = 4 << 10;
+    options.history_window = Some(Duration::ZERO);
+    options.l0_compaction_trigger = 2;
+    options
+}
+
+/// The process the kill -9 test kills: writes, and acks the consumer
+/// right behind the head, until killed.
+#[test]
+#[ignore = "helper process: runs only when spawned by a_consumer_reads_its_history_after_every_kill_9"]
+fn consumer_crash_child() {
+    let dir = std::env::var(CONSUMER_CHILD_DIR_ENV).expect("spawned by the kill -9 test");
+    let engine = Engine::open(crash_options(std::path::Path::new(&dir))).unwrap();
+    if engine.table("accounts").is_none() {
+        engine.create_table(accounts_schema()).unwrap();
+        engine.create_consumer("sink", Some(0)).unwrap();
+    }
+    for i in 0.. {
+        let result = engine
+            .write(vec![Mutation::upsert("accounts", account(i % 97, "k", i))])
+            .unwrap();
+        let seq = result.first_seq().unwrap();
+        engine.ack_consumer("sink", seq.saturating_sub(3)).unwrap();
+        println!("ack {seq}");
+    }
+}
+
+/// Kill -9 at random points while a consumer acks as it goes and the
+/// background worker moves low-water behind it: after every restart the
+/// consumer is valid and can read everything after its position.
+#[test]
+fn a_consumer_reads_its_history_after_every_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    for cycle in 0..12u64 {
+        let mut child = crate::common::ChildWriter::spawn(
+            "consumers::consumer_crash_child",
+            CONSUMER_CHILD_DIR_ENV,
+            dir.path(),
+        );
+        // Vary the kill point: a few hundred to a couple of thousand writes.
+        child.acks(200 + (cycle * 7919) as usize % 1800);
+        child.kill();
+        let engine = Engine::open(crash_options(dir.path())).unwrap();
+        let info = engine.consumer("sink").unwrap();
+        assert_eq!(info.invalidated, None, "cycle {cycle}: {info:?}");
+        assert!(
+            info.position >= engine.low_water(),
+            "cycle {cycle}: position {} below low-water {}",
+            info.position,
+            engine.low_water()
+        );
+        let read = engine.changes(info.position, None).unwrap().count() as u64;
+        assert_eq!(read, engine.visible_seq() - info.position, "cycle {cycle}");
+        engine.close().unwrap();
+    }
+}
