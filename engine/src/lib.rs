@@ -46,7 +46,7 @@ pub use consumers::{ConsumerInfo, InvalidationReason};
 pub use engine::{Engine, KeyRange, Recovery, RowVersion, ScanPage};
 pub use error::{Corruption, Error, Result, RowProblem, SchemaProblem, SizeLimit, Stage};
 pub use fault::FaultInjector;
-pub use metrics::{MetricsSnapshot, MAX_LEVELS};
+pub use metrics::{MetricsSnapshot, GROUP_SIZE_BUCKETS, MAX_LEVELS};
 pub use options::{Durability, EngineOptions, Limits, OptionsError};
 pub use read::ChangeIter;
 pub use schema::{

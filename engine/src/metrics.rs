@@ -34,6 +34,21 @@ pub(crate) struct EngineMetrics {
     pub compactions: Counter,
     pub compacted_bytes: Counter,
     pub consumers_invalidated: Counter,
+    /// Commit groups by the number of write requests they held: bucket
+    /// `i` counts groups of at most `2^i` requests (and more than
+    /// `2^(i-1)`); the last bucket counts everything larger.
+    pub group_sizes: [Counter; GROUP_SIZE_BUCKETS],
+}
+
+/// Buckets of the group-size distribution: up to 1, 2, 4, ... 1024
+/// requests, then larger.
+pub const GROUP_SIZE_BUCKETS: usize = 12;
+
+impl EngineMetrics {
+    pub(crate) fn record_group(&self, requests: usize) {
+        let bucket = (usize::BITS - requests.saturating_sub(1).leading_zeros()) as usize;
+        self.group_sizes[bucket.min(GROUP_SIZE_BUCKETS - 1)].add(1);
+    }
 }
 
 /// A point-in-time copy of the engine's counters.
@@ -80,6 +95,10 @@ pub struct MetricsSnapshot {
     pub level_bytes: [u64; MAX_LEVELS],
     /// Gauge: bytes of all table files: the history and rows on disk.
     pub table_bytes: u64,
+    /// Commit groups by size (write requests per group): entry `i` counts
+    /// groups of more than `2^(i-1)` and at most `2^i` requests; the last
+    /// entry, larger ones. Not cumulative.
+    pub group_sizes: [u64; GROUP_SIZE_BUCKETS],
 }
 
 /// Levels the engine uses, L0 included.
@@ -110,6 +129,28 @@ impl EngineMetrics {
             memtable_bytes: 0,
             level_bytes: [0; MAX_LEVELS],
             table_bytes: 0,
+            group_sizes: std::array::from_fn(|i| self.group_sizes[i].get()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_sizes_fall_in_power_of_two_buckets() {
+        let metrics = EngineMetrics::default();
+        for size in [1, 2, 3, 4, 5, 1024, 1025, 5000] {
+            metrics.record_group(size);
+        }
+        let counts = metrics.snapshot().group_sizes;
+        assert_eq!(counts[0], 1, "1");
+        assert_eq!(counts[1], 1, "2");
+        assert_eq!(counts[2], 2, "3 and 4");
+        assert_eq!(counts[3], 1, "5");
+        assert_eq!(counts[10], 1, "1024");
+        assert_eq!(counts[11], 2, "larger");
+        assert_eq!(counts.iter().sum::<u64>(), 8);
     }
 }

@@ -313,8 +313,10 @@ impl Metrics {
             let _serial = self.refresh.lock().expect("metrics lock poisoned");
             self.engine.refresh(engine, feed);
         }
+        let mut families = self.registry.gather();
+        families.push(group_size_family(&engine.metrics()));
         TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
+            .encode_to_string(&families)
             .unwrap_or_else(|error| {
                 tracing::error!(%error, "metrics do not encode");
                 String::new()
@@ -326,6 +328,40 @@ impl Default for Metrics {
     fn default() -> Metrics {
         Metrics::new()
     }
+}
+
+/// `tidefeed_commit_group_size_requests`: write requests per commit group
+/// (each group shares one fdatasync), as a histogram built from the
+/// engine's bucket counts at scrape time.
+fn group_size_family(m: &tidefeed_engine::MetricsSnapshot) -> prometheus::proto::MetricFamily {
+    use prometheus::proto::{
+        Bucket, Histogram as ProtoHistogram, Metric, MetricFamily, MetricType,
+    };
+    let mut cumulative = 0;
+    let mut buckets = Vec::with_capacity(tidefeed_engine::GROUP_SIZE_BUCKETS - 1);
+    // The last engine bucket (more than 1024) is the implicit +Inf one.
+    for (i, count) in m.group_sizes[..tidefeed_engine::GROUP_SIZE_BUCKETS - 1]
+        .iter()
+        .enumerate()
+    {
+        cumulative += count;
+        let mut bucket = Bucket::default();
+        bucket.set_upper_bound((1u64 << i) as f64);
+        bucket.set_cumulative_count(cumulative);
+        buckets.push(bucket);
+    }
+    let mut histogram = ProtoHistogram::default();
+    histogram.set_sample_count(m.group_sizes.iter().sum());
+    histogram.set_sample_sum(m.committed_batches as f64);
+    histogram.set_bucket(buckets);
+    let mut metric = Metric::default();
+    metric.set_histogram(histogram);
+    let mut family = MetricFamily::default();
+    family.set_name("tidefeed_commit_group_size_requests".to_owned());
+    family.set_help("Write requests per commit group (one fdatasync each).".to_owned());
+    family.set_field_type(MetricType::HISTOGRAM);
+    family.set_metric(vec![metric]);
+    family
 }
 
 /// Advances a mirrored counter to the source's total (totals only grow).

@@ -238,6 +238,7 @@ impl CommitThread {
         let active = state.active().clone();
         let metrics = &self.shared.metrics;
         metrics.commit_groups.add(1);
+        metrics.record_group(accepted.len());
         metrics.committed_batches.add(accepted.len() as u64);
         metrics.committed_changes.add(next_seq - self.next_seq);
         for (records, _, _) in &accepted {

@@ -387,7 +387,9 @@ fn consumer_crash_child() {
         let seq = result.first_seq().unwrap();
         // Several memtables behind the head, so the consumer (not the
         // window) is what holds low-water, and every round moves it.
-        engine.ack_consumer("sink", seq.saturating_sub(300)).unwrap();
+        engine
+            .ack_consumer("sink", seq.saturating_sub(300))
+            .unwrap();
         println!("ack {seq}");
     }
 }

@@ -205,6 +205,19 @@ async fn metrics_parse_and_move_with_writes_streams_and_consumers() {
         "four changes in the memtable are behind the consumer"
     );
     assert!(value(&after, "tidefeed_memtable_bytes") > 0.0);
+    let groups = value(&after, "tidefeed_commit_group_size_requests_count");
+    assert!(groups >= 1.0);
+    assert_eq!(
+        value(
+            &after,
+            r#"tidefeed_commit_group_size_requests_bucket{le="+Inf"}"#
+        ),
+        groups
+    );
+    assert_eq!(
+        value(&after, "tidefeed_commit_group_size_requests_sum"),
+        value(&after, "tidefeed_commit_batches_total")
+    );
     assert_eq!(value(&after, r#"tidefeed_lsm_level_bytes{level="0"}"#), 0.0);
     assert_eq!(value(&after, "tidefeed_lsm_retained_bytes"), 0.0);
     assert!(after
