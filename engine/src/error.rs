@@ -89,13 +89,12 @@ pub enum Error {
     #[error("table {table:?} has no row with that key")]
     RowNotFound { table: String },
 
-    /// A conditional write (`If-Match`) found a different version.
-    #[error(
-        "table {table:?}: the row's current version is {actual:?}, the write expected {expected}"
-    )]
+    /// A conditional write (`If-Match`, `If-None-Match`) found a version
+    /// (or the absence of one) that does not satisfy it.
+    #[error("table {table:?}: the write expected {expected}, but the row's current version is {}", match actual { Some(seq) => format!("{seq}"), None => "none (no row)".to_owned() })]
     PreconditionFailed {
         table: String,
-        expected: Seq,
+        expected: crate::commit::Precondition,
         actual: Option<Seq>,
     },
 

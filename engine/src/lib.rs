@@ -41,7 +41,7 @@ pub type Seq = u64;
 
 pub use catalog::CreateTable;
 pub use change::{BatchPosition, Change, ChangeKind};
-pub use commit::{Mutation, MutationOp, Outcome, WriteResult, MAX_BATCH_OPS};
+pub use commit::{Mutation, MutationOp, Outcome, Precondition, WriteResult, MAX_BATCH_OPS};
 pub use consumers::{ConsumerInfo, InvalidationReason};
 pub use engine::{Engine, KeyRange, Recovery, RowVersion, ScanPage};
 pub use error::{Corruption, Error, Result, RowProblem, SchemaProblem, SizeLimit, Stage};

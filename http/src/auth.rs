@@ -83,6 +83,18 @@ impl Principal {
         }
     }
 
+    /// Refuses a token limited to tables. Durable consumers span every
+    /// table: a token that may see only some of them must not create,
+    /// move or delete one, or it could make others skip changes.
+    pub fn require_every_table(&self) -> Result<(), ApiError> {
+        match &self.tables {
+            None => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(
+                "this token is limited to tables; durable consumers span every table, so creating, acknowledging or deleting one needs a token without a table limit".to_owned(),
+            )),
+        }
+    }
+
     /// Refuses a change filter that could show tables outside the
     /// token's: a token limited to tables must name them (`tables=`).
     pub fn require_filter(&self, filter: &BTreeSet<String>) -> Result<(), ApiError> {

@@ -10,7 +10,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value as Json};
-use tidefeed_engine::{Error as EngineError, RowProblem, SchemaProblem};
+use tidefeed_engine::{Error as EngineError, Precondition, RowProblem, SchemaProblem};
 use tidefeed_feed::FeedError;
 
 /// Everything a request can fail with.
@@ -231,7 +231,14 @@ fn engine_parts(error: &EngineError) -> ErrorParts {
             actual,
         } => ErrorParts::new(S::PRECONDITION_FAILED, "precondition_failed", message)
             .with("table", table.as_str())
-            .with("expected", *expected)
+            .with(
+                "expected",
+                match expected {
+                    Precondition::Version(seq) => Json::from(*seq),
+                    Precondition::Exists => Json::from("*"),
+                    Precondition::Absent => Json::from("none"),
+                },
+            )
             .with("actual", actual.map_or(Json::Null, Json::from)),
         EngineError::InBatch { index, source } => engine_parts(source).with("index", *index),
         EngineError::EmptyBatch => ErrorParts::new(S::BAD_REQUEST, "invalid_batch", message),
@@ -348,7 +355,7 @@ mod tests {
             (
                 EngineError::PreconditionFailed {
                     table: "t".into(),
-                    expected: 4,
+                    expected: tidefeed_engine::Precondition::Version(4),
                     actual: Some(5),
                 },
                 412,

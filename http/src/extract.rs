@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
-use tidefeed_engine::Seq;
+use tidefeed_engine::{Precondition, Seq};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -50,8 +50,91 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
     }
 }
 
+/// Parses a body: first as JSON refusing duplicate object keys at any
+/// depth (plain parsing would keep the last one silently), then into `T`.
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|error| ApiError::InvalidJson(error.to_string()))
+    let invalid = |error: serde_json::Error| ApiError::InvalidJson(error.to_string());
+    let UniqueKeys(value) = serde_json::from_slice(bytes).map_err(invalid)?;
+    T::deserialize(value).map_err(invalid)
+}
+
+/// A JSON value whose objects have no duplicate keys.
+struct UniqueKeys(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<UniqueKeys, D::Error> {
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<serde_json::Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| E::custom("a number that is not finite"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<serde_json::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<serde_json::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<serde_json::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<serde_json::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice in one object"
+                )));
+            }
+            let UniqueKeys(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -133,32 +216,66 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
 /// The `If-Match` header: the ETag (`"<seq>"`) a write expects the row to
 /// have. Absent: the write is unconditional.
-pub struct IfMatch(pub Option<Seq>);
+pub struct IfMatch(pub Option<Precondition>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
+    /// `If-Match: "<seq>"` (the row's ETag) or `If-Match: *` (any current
+    /// row), and `If-None-Match: *` (no row: insert only). At most one of
+    /// them, with one value.
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<IfMatch, ApiError> {
-        let mut values = parts.headers.get_all(axum::http::header::IF_MATCH).iter();
-        let Some(value) = values.next() else {
-            return Ok(IfMatch(None));
-        };
-        let bad = |message: &str| ApiError::BadHeader {
-            header: "If-Match",
-            message: message.to_owned(),
-        };
-        if values.next().is_some() {
-            return Err(bad("give one ETag"));
+        let if_match = single_header(parts, axum::http::header::IF_MATCH, "If-Match")?;
+        let if_none_match =
+            single_header(parts, axum::http::header::IF_NONE_MATCH, "If-None-Match")?;
+        match (if_match, if_none_match) {
+            (None, None) => Ok(IfMatch(None)),
+            (Some(_), Some(_)) => Err(ApiError::BadHeader {
+                header: "If-None-Match",
+                message: "give If-Match or If-None-Match, not both".to_owned(),
+            }),
+            (Some(text), None) => parse_etag(&text)
+                .map(|precondition| IfMatch(Some(precondition)))
+                .map_err(|message| ApiError::BadHeader {
+                    header: "If-Match",
+                    message: message.to_owned(),
+                }),
+            (None, Some(text)) if text == "*" => Ok(IfMatch(Some(Precondition::Absent))),
+            (None, Some(_)) => Err(ApiError::BadHeader {
+                header: "If-None-Match",
+                message: "only \"*\" (insert only if the row does not exist) is supported"
+                    .to_owned(),
+            }),
         }
-        let text = value.to_str().map_err(|_| bad("not ASCII"))?.trim();
-        parse_etag(text).map(|seq| IfMatch(Some(seq))).map_err(bad)
     }
 }
 
-/// Parses a strong ETag `"<seq>"`.
-fn parse_etag(text: &str) -> Result<Seq, &'static str> {
+/// The one value of `name`, trimmed; an error if it is given twice or is
+/// not ASCII.
+fn single_header(
+    parts: &Parts,
+    name: axum::http::HeaderName,
+    label: &'static str,
+) -> Result<Option<String>, ApiError> {
+    let mut values = parts.headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bad = |message: &str| ApiError::BadHeader {
+        header: label,
+        message: message.to_owned(),
+    };
+    if values.next().is_some() {
+        return Err(bad("give it once, with one value"));
+    }
+    let text = value.to_str().map_err(|_| bad("not ASCII"))?.trim();
+    Ok(Some(text.to_owned()))
+}
+
+/// Parses `If-Match`: a strong ETag `"<seq>"`, or `*` for any current row.
+fn parse_etag(text: &str) -> Result<Precondition, &'static str> {
     if text == "*" {
-        return Err("\"*\" is not supported; give the row's ETag, \"<seq>\"");
+        return Ok(Precondition::Exists);
     }
     if text.starts_with("W/") {
         return Err("a weak ETag never matches; give the row's ETag, \"<seq>\"");
@@ -166,7 +283,8 @@ fn parse_etag(text: &str) -> Result<Seq, &'static str> {
     text.strip_prefix('"')
         .and_then(|rest| rest.strip_suffix('"'))
         .and_then(|seq| seq.parse::<Seq>().ok())
-        .ok_or("expected one ETag of the form \"<seq>\"")
+        .map(Precondition::Version)
+        .ok_or("expected one ETag of the form \"<seq>\", or *")
 }
 
 /// The `ETag` header value of a row version.
@@ -203,11 +321,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        let ok: serde_json::Value = parse(br#"{"a": 1, "b": {"c": [1, {"d": 2}]}}"#).unwrap();
+        assert_eq!(ok["b"]["c"][1]["d"], 2);
+        for body in [
+            &br#"{"a": 1, "a": 2}"#[..],
+            br#"{"row": {"id": 1, "id": 2}}"#,
+            br#"[{"x": null, "x": null}]"#,
+        ] {
+            let err = parse::<serde_json::Value>(body).unwrap_err();
+            assert!(
+                matches!(&err, ApiError::InvalidJson(m) if m.contains("appears twice")),
+                "{err:?}"
+            );
+        }
+        // Exact floats survive the extra pass.
+        let f: serde_json::Value = parse(b"219.48196289526754").unwrap();
+        assert_eq!(f.as_f64(), Some(219.48196289526754));
+    }
+
+    #[test]
     fn etags_are_strong_quoted_seqs() {
-        assert_eq!(parse_etag("\"42\""), Ok(42));
+        assert_eq!(parse_etag("\"42\""), Ok(Precondition::Version(42)));
         assert!(parse_etag("42").is_err());
         assert!(parse_etag("W/\"42\"").is_err());
-        assert!(parse_etag("*").is_err());
+        assert_eq!(parse_etag("*"), Ok(Precondition::Exists));
         assert!(parse_etag("\"-1\"").is_err());
         assert_eq!(etag(7), "\"7\"");
     }

@@ -10,10 +10,36 @@
 //! an event.
 
 use serde_json::Value as Json;
-use tidefeed_engine::{Column, ColumnType, Table, Value};
+use tidefeed_engine::{Column, ColumnType, NamedValues, Table, Value};
 use tidefeed_feed::json::{value_from_json, JsonValue};
 
 use crate::error::ApiError;
+
+/// Refuses a row whose one-column key could not be named in a URL path:
+/// an empty string or empty bytes (an empty path segment), or `.` and
+/// `..`, which URL clients resolve as dot-segments before sending. Such a
+/// row could be written (by a batch) but never read, patched or deleted
+/// by path. Composite keys are JSON arrays in paths, never empty.
+pub fn check_addressable(table: &Table, values: &NamedValues) -> Result<(), ApiError> {
+    let [column] = table.key_columns() else {
+        return Ok(());
+    };
+    let name = &table.columns()[*column].name;
+    let unaddressable = values.iter().any(|(n, value)| {
+        n == name
+            && match value {
+                Value::String(s) => s.is_empty() || s == "." || s == "..",
+                Value::Bytes(b) => b.is_empty(),
+                _ => false,
+            }
+    });
+    if unaddressable {
+        return Err(ApiError::BadKey(format!(
+            "key column {name:?}: an empty value, \".\" or \"..\" cannot be named in a URL path, so a row with it could never be read, patched or deleted; use another key"
+        )));
+    }
+    Ok(())
+}
 
 /// Parses a full key for `table`.
 pub fn parse_key(table: &Table, text: &str) -> Result<Vec<Value>, ApiError> {

@@ -93,10 +93,15 @@ impl TokenSecret {
                 hex.len()
             ));
         }
+        // Checked byte by byte first: slicing non-ASCII text at digit pairs
+        // could split a character, and `from_str_radix` accepts a sign.
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("a SHA-256 digest is 64 hex digits".to_owned());
+        }
         let mut digest = [0u8; 32];
-        for (i, byte) in digest.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                .map_err(|_| "a SHA-256 digest is 64 hex digits".to_owned())?;
+        for (byte, pair) in digest.iter_mut().zip(hex.as_bytes().chunks(2)) {
+            let digit = |b: u8| (b as char).to_digit(16).expect("checked above") as u8;
+            *byte = digit(pair[0]) << 4 | digit(pair[1]);
         }
         Ok(TokenSecret::Sha256(digest))
     }
@@ -276,6 +281,9 @@ mod tests {
         ));
         assert!(TokenSecret::sha256_hex("abc").is_err());
         assert!(TokenSecret::sha256_hex(&"zz".repeat(32)).is_err());
+        // 64 bytes of non-ASCII text, and signs that from_str_radix takes.
+        assert!(TokenSecret::sha256_hex(&"é".repeat(32)).is_err());
+        assert!(TokenSecret::sha256_hex(&"+f".repeat(32)).is_err());
         assert!(!format!("{:?}", token()).contains("s3cret"));
     }
 }

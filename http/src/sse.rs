@@ -10,7 +10,12 @@
 //!   carries `id: S`; from there the stream resumes like any other;
 //! - `event: resolved`, `id: <seq>`, `data: {"seq":N}`;
 //! - `event: error`, `data: {"error":{..}}`, then the stream ends;
-//! - `: keep-alive` comments after `keep_alive_interval` of silence.
+//! - `: keep-alive` comments after `keep_alive_interval` of silence;
+//! - at the start of a stream that is not a snapshot, a `resolved` event
+//!   at the starting position, so a client has an id to resume from even
+//!   if it is disconnected before its first change (an `EventSource`
+//!   opened at `now` would otherwise reconnect at `now` again and miss the
+//!   changes in between).
 //!
 //! Event JSON never holds a raw newline (JSON escapes them), so one `data:`
 //! line carries it whole.
@@ -65,6 +70,8 @@ pub(crate) struct ChangeStream {
     state: AppState,
     /// Until the snapshot's closing `resolved`, events are snapshot rows.
     in_snapshot: bool,
+    /// The `resolved` sent first, at the starting position.
+    opening: Option<Seq>,
     keep_alive: Duration,
     finished: bool,
     _permit: OwnedSemaphorePermit,
@@ -81,6 +88,7 @@ impl ChangeStream {
         metrics.sse_subscribers.inc();
         metrics.sse_streams_opened.inc();
         ChangeStream {
+            opening: (!snapshot).then(|| subscription.position()),
             subscription,
             keep_alive: state.options().keep_alive_interval,
             state,
@@ -98,6 +106,11 @@ impl ChangeStream {
             return None;
         }
         let mut out = BytesMut::new();
+        if let Some(position) = self.opening.take() {
+            resolved_frame(&mut out, position);
+            self.state.metrics().sse_sent_bytes.inc_by(out.len() as u64);
+            return Some(out.freeze());
+        }
         let shutdown = self.state.shutdown_token().clone();
         tokio::select! {
             biased;

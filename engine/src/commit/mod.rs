@@ -12,4 +12,4 @@ pub(crate) mod request;
 pub(crate) mod resolve;
 pub(crate) mod thread;
 
-pub use request::{Mutation, MutationOp, Outcome, WriteResult, MAX_BATCH_OPS};
+pub use request::{Mutation, MutationOp, Outcome, Precondition, WriteResult, MAX_BATCH_OPS};

@@ -20,8 +20,42 @@ pub const MAX_BATCH_OPS: usize = 10_000;
 pub struct Mutation {
     pub table: String,
     pub op: MutationOp,
-    /// Commit only if the row's last change has this seq (HTTP `If-Match`).
-    pub if_match: Option<Seq>,
+    /// Commit only if the row's current version satisfies this (HTTP
+    /// `If-Match` / `If-None-Match`); checked inside the commit order.
+    pub precondition: Option<Precondition>,
+}
+
+/// What a conditional write requires of the row's current version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// The row exists and its last change has this seq (`If-Match: "N"`).
+    Version(Seq),
+    /// The row exists, whatever its version (`If-Match: *`).
+    Exists,
+    /// The row does not exist (`If-None-Match: *`): insert only.
+    Absent,
+}
+
+impl Precondition {
+    /// Whether a row whose last change has seq `current` (`None`: no row)
+    /// satisfies it.
+    pub fn holds(self, current: Option<Seq>) -> bool {
+        match self {
+            Precondition::Version(seq) => current == Some(seq),
+            Precondition::Exists => current.is_some(),
+            Precondition::Absent => current.is_none(),
+        }
+    }
+}
+
+impl std::fmt::Display for Precondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Precondition::Version(seq) => write!(f, "version {seq}"),
+            Precondition::Exists => f.write_str("an existing row"),
+            Precondition::Absent => f.write_str("no row"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -42,7 +76,7 @@ impl Mutation {
         Mutation {
             table: table.into(),
             op: MutationOp::Upsert { row },
-            if_match: None,
+            precondition: None,
         }
     }
 
@@ -50,7 +84,7 @@ impl Mutation {
         Mutation {
             table: table.into(),
             op: MutationOp::Patch { key, columns },
-            if_match: None,
+            precondition: None,
         }
     }
 
@@ -58,12 +92,18 @@ impl Mutation {
         Mutation {
             table: table.into(),
             op: MutationOp::Delete { key },
-            if_match: None,
+            precondition: None,
         }
     }
 
-    pub fn if_match(mut self, seq: Seq) -> Mutation {
-        self.if_match = Some(seq);
+    /// Commit only if the row's last change has seq `seq`.
+    pub fn if_match(self, seq: Seq) -> Mutation {
+        self.when(Precondition::Version(seq))
+    }
+
+    /// Commit only if the row's current version satisfies `precondition`.
+    pub fn when(mut self, precondition: Precondition) -> Mutation {
+        self.precondition = Some(precondition);
         self
     }
 }
@@ -110,7 +150,7 @@ pub(crate) struct PreparedOp {
     pub table: Arc<Table>,
     pub key: Bytes,
     pub action: Action,
-    pub if_match: Option<Seq>,
+    pub precondition: Option<Precondition>,
 }
 
 #[derive(Debug)]
@@ -209,6 +249,6 @@ fn prepare_one(
         key: Bytes::from(key),
         table,
         action,
-        if_match: mutation.if_match,
+        precondition: mutation.precondition,
     })
 }

@@ -123,8 +123,8 @@ fn resolve_op(op: &PreparedOp, current: Option<Current>, limits: &Limits) -> Res
         Some(Current { seq, row }) => (row.as_ref().map(|_| seq), row),
         None => (None, None),
     };
-    if let Some(expected) = op.if_match {
-        if current_seq != Some(expected) {
+    if let Some(expected) = op.precondition {
+        if !expected.holds(current_seq) {
             return Err(Error::PreconditionFailed {
                 table: table.name().to_owned(),
                 expected,
@@ -165,7 +165,7 @@ fn resolve_op(op: &PreparedOp, current: Option<Current>, limits: &Limits) -> Res
 mod tests {
     use super::*;
     use crate::catalog::CatalogSnapshot;
-    use crate::commit::request::{prepare, Mutation};
+    use crate::commit::request::{prepare, Mutation, Precondition};
     use crate::schema::{Column, ColumnType, TableSchema, Value};
 
     fn catalog() -> CatalogSnapshot {
@@ -340,13 +340,34 @@ mod tests {
             matches!(
                 err,
                 Error::PreconditionFailed {
-                    expected: 1,
+                    expected: Precondition::Version(1),
                     actual: Some(2),
                     ..
                 }
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn preconditions_hold_for_the_versions_they_name() {
+        use Precondition::*;
+        let table: &[(Precondition, Option<Seq>, bool)] = &[
+            (Version(3), Some(3), true),
+            (Version(3), Some(4), false),
+            (Version(3), None, false),
+            (Exists, Some(1), true),
+            (Exists, None, false),
+            (Absent, None, true),
+            (Absent, Some(1), false),
+        ];
+        for (precondition, current, holds) in table {
+            assert_eq!(
+                precondition.holds(*current),
+                *holds,
+                "{precondition} vs {current:?}"
+            );
+        }
     }
 
     #[test]

@@ -178,7 +178,7 @@ fn conditional_writes_check_the_row_version() {
         matches!(
             err,
             Error::PreconditionFailed {
-                expected: 1,
+                expected: tidefeed_engine::Precondition::Version(1),
                 actual: Some(2),
                 ..
             }

@@ -10,6 +10,7 @@ use tidefeed_feed::json::named_values_from_json;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::Json;
+use crate::key::check_addressable;
 use crate::model::{BatchOp, BatchRequest, BatchResponse, BatchResult, ErrorBody};
 use crate::state::AppState;
 
@@ -95,7 +96,9 @@ fn mutation(state: &AppState, principal: &Principal, op: BatchOp) -> Result<Muta
     };
     let mutation = match op {
         BatchOp::Upsert { row, .. } => {
-            Mutation::upsert(table.name(), named_values_from_json(&table, &row)?)
+            let values = named_values_from_json(&table, &row)?;
+            check_addressable(&table, &values)?;
+            Mutation::upsert(table.name(), values)
         }
         BatchOp::Patch { key, row, .. } => Mutation::patch(
             table.name(),

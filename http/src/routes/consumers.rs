@@ -4,8 +4,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 use super::blocking;
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson, Path};
 use crate::model::{AckRequest, ConsumerBody, ConsumerList, CreateConsumerRequest, ErrorBody};
@@ -26,9 +28,11 @@ use crate::state::AppState;
 )]
 pub(crate) async fn create_consumer(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     OptionalJson(body): OptionalJson<CreateConsumerRequest>,
 ) -> Result<Response, ApiError> {
+    principal.require_every_table()?;
     let position = body.unwrap_or_default().position;
     let engine = state.engine().clone();
     let info = blocking(move || {
@@ -85,8 +89,10 @@ pub(crate) async fn list_consumers(State(state): State<AppState>) -> axum::Json<
 )]
 pub(crate) async fn delete_consumer(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    principal.require_every_table()?;
     let engine = state.engine().clone();
     blocking(move || Ok(engine.delete_consumer(&name)?)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -107,9 +113,11 @@ pub(crate) async fn delete_consumer(
 )]
 pub(crate) async fn ack_consumer(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
     Json(body): Json<AckRequest>,
 ) -> Result<axum::Json<ConsumerBody>, ApiError> {
+    principal.require_every_table()?;
     let engine = state.engine();
     engine.ack_consumer(&name, body.seq)?;
     Ok(axum::Json(engine.consumer(&name)?.into()))

@@ -10,7 +10,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value as Json;
-use tidefeed_engine::{KeyRange, Mutation, NamedValues, Outcome, Table, Value};
+use tidefeed_engine::{KeyRange, Mutation, NamedValues, Outcome, Precondition, Table, Value};
 use tidefeed_feed::json::{named_values_from_json, JsonRow};
 use utoipa::IntoParams;
 
@@ -178,10 +178,10 @@ async fn commit_row(
     state: &AppState,
     table: &Arc<Table>,
     mutation: Mutation,
-    if_match: Option<u64>,
+    precondition: Option<Precondition>,
 ) -> Result<Response, ApiError> {
-    let mutation = match if_match {
-        Some(seq) => mutation.if_match(seq),
+    let mutation = match precondition {
+        Some(precondition) => mutation.when(precondition),
         None => mutation,
     };
     let started = Instant::now();

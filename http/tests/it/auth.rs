@@ -199,6 +199,16 @@ async fn every_route_checks_the_token_its_scope_and_its_tables() {
             Some(json!({"seq": 1})),
             200,
         ),
+        // A table-limited token cannot move a consumer that spans every
+        // table (its readers would skip other tables' changes).
+        (
+            Some("users-rw"),
+            M::POST,
+            "/v1/consumers/c/ack",
+            Some(json!({"seq": 1})),
+            403,
+        ),
+        (Some("users-rw"), M::DELETE, "/v1/consumers/c", None, 403),
         (Some("writer"), M::DELETE, "/v1/consumers/c", None, 403),
         (Some("admin"), M::DELETE, "/v1/consumers/c", None, 204),
         // Changes and streams, with header tokens.

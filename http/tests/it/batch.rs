@@ -103,3 +103,38 @@ async fn a_batch_commits_every_operation_or_none() {
     assert_error(status, &body, 400, "invalid_json");
     assert_eq!(server.engine.visible_seq(), 6);
 }
+
+/// A one-column key that no URL path can name (empty, `.`, `..`) is
+/// refused, so no row exists that could not be read, patched or deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_whose_key_no_path_can_name_are_refused() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .put(
+            "/v1/tables/names",
+            json!({"columns": [{"name": "name", "type": "string"}], "primary_key": ["name"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for name in ["", ".", ".."] {
+        let (status, body) = server
+            .post(
+                "/v1/batch",
+                json!({"ops": [{"op": "upsert", "table": "names", "row": {"name": name}}]}),
+            )
+            .await;
+        assert_error(status, &body, 400, "bad_key");
+    }
+    let (status, body) = server
+        .post(
+            "/v1/batch",
+            json!({"ops": [{"op": "upsert", "table": "names", "row": {"name": "..."}}]}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "three dots are a plain segment: {body}"
+    );
+    assert_eq!(body["first_seq"], 1, "nothing was written before");
+}

@@ -142,14 +142,45 @@ async fn if_match_guards_writes() {
         .unwrap();
     assert_eq!(delete.status(), StatusCode::OK);
 
-    let bad = server
+    let weak = server
         .request(Method::DELETE, "/v1/tables/users/rows/1")
-        .header("If-Match", "*")
+        .header("If-Match", "W/\"1\"")
         .send()
         .await
         .unwrap();
-    let (status, body) = crate::common::json_of(bad).await;
+    let (status, body) = crate::common::json_of(weak).await;
     assert_error(status, &body, 400, "bad_header");
+}
+
+/// `If-Match: *` needs the row to exist (any version); `If-None-Match: *`
+/// needs it absent: insert-only writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_preconditions_test_existence() {
+    let server = Server::start().await;
+    server.create_users().await;
+    let put = |id: i64, header: &'static str| {
+        server
+            .request(Method::PUT, &format!("/v1/tables/users/rows/{id}"))
+            .header(header, "*")
+            .json(&json!({"id": id, "email": "x"}))
+            .send()
+    };
+    let absent = put(1, "If-Match").await.unwrap();
+    let (status, body) = crate::common::json_of(absent).await;
+    assert_error(status, &body, 412, "precondition_failed");
+    assert_eq!(body["error"]["expected"], "*");
+
+    let created = put(1, "If-None-Match").await.unwrap();
+    assert_eq!(created.status(), StatusCode::OK);
+    let again = put(1, "If-None-Match").await.unwrap();
+    let (status, body) = crate::common::json_of(again).await;
+    assert_error(status, &body, 412, "precondition_failed");
+    assert_eq!(body["error"]["actual"], 1);
+
+    let exists = put(1, "If-Match").await.unwrap();
+    assert_eq!(exists.status(), StatusCode::OK);
+    let (_, status) = server.get("/v1/status").await;
+    assert_eq!(status["visible_seq"], 2, "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -346,3 +346,27 @@ async fn resuming_a_snapshot_stream_skips_the_snapshot() {
     assert_eq!(change.0, "2");
     assert_eq!(change.1["op"], "insert");
 }
+
+/// A stream opened at `now` says where it starts before any change: a
+/// client disconnected before its first change resumes from that id and
+/// misses nothing written in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_starts_with_its_position_as_an_id() {
+    let server = Server::start().await;
+    server.create_users().await;
+    server.put_user(1, "before").await;
+    let mut stream = server.stream("since=now", None).await;
+    let opening = stream.next().await.expect("an opening event");
+    assert_eq!(opening.event, "resolved");
+    assert_eq!(opening.id, "1");
+    assert_eq!(opening.data, r#"{"seq":1}"#);
+    drop(stream);
+    // Written while the client is away.
+    server.put_user(2, "meanwhile").await;
+    let mut resumed = server
+        .stream("since=now", Some(opening.id.parse().unwrap()))
+        .await;
+    let changes = resumed.changes(1).await;
+    assert_eq!(changes[0].0, "2");
+    assert_eq!(changes[0].1["after"]["email"], "meanwhile");
+}
