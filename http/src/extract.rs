@@ -55,7 +55,59 @@ impl<T: DeserializeOwned> FromRequest<AppState> for OptionalJson<T> {
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let invalid = |error: serde_json::Error| ApiError::InvalidJson(error.to_string());
     let UniqueKeys(value) = serde_json::from_slice(bytes).map_err(invalid)?;
+    check_integer_literals(bytes).map_err(ApiError::InvalidJson)?;
     T::deserialize(value).map_err(invalid)
+}
+
+/// Refuses integer literals beyond the 64-bit range (below -2^63 or above
+/// 2^64 - 1): a JSON parser turns them into doubles and loses digits, so
+/// a json column would store a different number than the one sent. Runs
+/// on a body that parsed, so strings and numbers are well formed.
+fn check_integer_literals(bytes: &[u8]) -> Result<(), String> {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let is_integer = !matches!(bytes.get(i), Some(b'.' | b'e' | b'E'));
+            let literal = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
+            if is_integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err() {
+                return Err(format!(
+                    "the integer {literal} is outside the 64-bit range and would lose digits; send it as a string, or as a float if rounding is fine"
+                ));
+            }
+            // Skip the rest of a float literal.
+            while i < bytes.len()
+                && matches!(bytes[i], b'.' | b'e' | b'E' | b'+' | b'-' | b'0'..=b'9')
+            {
+                i += 1;
+            }
+            continue;
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// A JSON value whose objects have no duplicate keys.
@@ -321,7 +373,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn duplicate_keys_are_refused_at_any_depth() {
+    fn duplicate_keys_and_integers_beyond_64_bits_are_refused() {
         let ok: serde_json::Value = parse(br#"{"a": 1, "b": {"c": [1, {"d": 2}]}}"#).unwrap();
         assert_eq!(ok["b"]["c"][1]["d"], 2);
         for body in [
@@ -333,6 +385,30 @@ mod tests {
             assert!(
                 matches!(&err, ApiError::InvalidJson(m) if m.contains("appears twice")),
                 "{err:?}"
+            );
+        }
+        // Integers beyond 64 bits would become doubles: refused, inside
+        // strings they are text.
+        for body in [
+            &b"123456789012345678901234567890"[..],
+            br#"{"j": [1, -9223372036854775809]}"#,
+            br#"{"j": 18446744073709551616}"#,
+        ] {
+            let err = parse::<serde_json::Value>(body).unwrap_err();
+            assert!(
+                matches!(&err, ApiError::InvalidJson(m) if m.contains("64-bit")),
+                "{err:?}"
+            );
+        }
+        for body in [
+            &br#"{"j": 18446744073709551615, "k": -9223372036854775808}"#[..],
+            br#"{"s": "123456789012345678901234567890", "e": "\"99999999999999999999"}"#,
+            br#"{"f": 1.5e300, "g": 123456789012345678901234567890.5, "h": -0}"#,
+        ] {
+            assert!(
+                parse::<serde_json::Value>(body).is_ok(),
+                "{}",
+                String::from_utf8_lossy(body)
             );
         }
         // Exact floats survive the extra pass.
