@@ -354,7 +354,13 @@ impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
         let Some(value) = parts.headers.get("last-event-id") else {
             return Ok(LastEventId(None));
         };
-        let text = value.to_str().unwrap_or("").trim();
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::BadHeader {
+                header: "Last-Event-ID",
+                message: "not ASCII, so not an event id (a seq)".to_owned(),
+            })?
+            .trim();
         if text.is_empty() {
             // EventSource sends an empty id when the last event had none.
             return Ok(LastEventId(None));
