@@ -11,10 +11,18 @@
 # in a temporary directory, runs the load tool, and stops the servers and
 # removes the directory on exit, whatever happens.
 #
-# Environment: BENCH_TMP (parent of the temporary directory, default
-# $TMPDIR or /tmp), BENCH_PERF=1 records a CPU profile of tidefeed during
-# the run (perf record, cpu-clock) into the temporary directory's
-# perf.data and leaves it in bench/target/perf-http.data.
+# Environment:
+#   BENCH_TMP       parent of the temporary directory (default $TMPDIR or /tmp)
+#   BENCH_PERF=1    records a CPU profile (perf record, cpu-clock) of tidefeed
+#                   and bare-axum (apart by pid, printed at the start) into
+#                   bench/target/perf-http.data, with frame-pointer call graphs;
+#   BENCH_PERF=dwarf  the same with DWARF unwinding (Rust code has no frame
+#                   pointers, so callers need it; big files: combine it with
+#                   --only put --put-conns 64 --repeats 1)
+#   BENCH_PRELOAD=LIB  runs tidefeed and bare-axum with LD_PRELOAD=LIB (an
+#                   allocator experiment, e.g. Debian's libjemalloc2)
+#   TIDEFEED_*      reach tidefeed as usual (e.g.
+#                   TIDEFEED_STORAGE__DURABILITY=async for the CPU ceiling)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -124,22 +132,33 @@ done
 redis-cli -p "$redis_port" ping >/dev/null
 say "redis-server on 127.0.0.1:$redis_port (pid $redis_pid), appendonly yes, appendfsync always, maxclients $(redis-cli -p "$redis_port" config get maxclients | tail -1)"
 
-TIDEFEED_SERVER__MAX_STREAMS=20000 target/release/tidefeed serve \
+preload=()
+if [[ -n ${BENCH_PRELOAD:-} ]]; then
+    preload=(env "LD_PRELOAD=$BENCH_PRELOAD")
+    say "tidefeed and bare-axum run with LD_PRELOAD=$BENCH_PRELOAD"
+fi
+
+TIDEFEED_SERVER__MAX_STREAMS=20000 "${preload[@]}" target/release/tidefeed serve \
     --listen 127.0.0.1:0 --data-dir "$tmp/tidefeed/data" \
     >"$tmp/tidefeed/out" 2>"$tmp/tidefeed/out.err" &
 pids+=($!)
 tidefeed_pid=$!
 tidefeed_addr=$(wait_ready tidefeed "$tmp/tidefeed/out" "$tidefeed_pid")
-say "tidefeed on $tidefeed_addr (pid $tidefeed_pid), sync durability, max_streams 20000"
+say "tidefeed on $tidefeed_addr (pid $tidefeed_pid), durability ${TIDEFEED_STORAGE__DURABILITY:-sync}, max_streams 20000"
 
-bench/target/release/bare-axum --listen 127.0.0.1:0 >"$tmp/bare.out" 2>"$tmp/bare.out.err" &
+"${preload[@]}" bench/target/release/bare-axum --listen 127.0.0.1:0 >"$tmp/bare.out" 2>"$tmp/bare.out.err" &
 pids+=($!)
 bare_pid=$!
 bare_addr=$(wait_ready bare-axum "$tmp/bare.out" "$bare_pid")
 say "bare-axum on $bare_addr (pid $bare_pid)"
 
-if [[ ${BENCH_PERF:-0} == 1 ]]; then
-    perf record -e cpu-clock -F 999 -g -p "$tidefeed_pid" -o "$tmp/perf.data" 2>"$tmp/perf.err" &
+if [[ ${BENCH_PERF:-0} != 0 ]]; then
+    if [[ $BENCH_PERF == dwarf ]]; then
+        call_graph=(-F 249 --call-graph dwarf,16384)
+    else
+        call_graph=(-F 999 -g)
+    fi
+    perf record -e cpu-clock "${call_graph[@]}" -p "$tidefeed_pid,$bare_pid" -o "$tmp/perf.data" 2>"$tmp/perf.err" &
     perf_pid=$!
     pids=("$perf_pid" "${pids[@]}")
 fi
@@ -153,11 +172,11 @@ bench/target/release/http-load \
     "$@"
 echo "uptime at end: $(uptime)"
 
-if [[ ${BENCH_PERF:-0} == 1 ]]; then
+if [[ ${BENCH_PERF:-0} != 0 ]]; then
     kill -INT "$perf_pid" 2>/dev/null || true
     wait "$perf_pid" 2>/dev/null || true
     mv "$tmp/perf.data" bench/target/perf-http.data
-    say "CPU profile of tidefeed in bench/target/perf-http.data (perf report -i bench/target/perf-http.data)"
+    say "CPU profile of tidefeed (pid $tidefeed_pid) and bare-axum (pid $bare_pid) in bench/target/perf-http.data (perf report -i bench/target/perf-http.data)"
 fi
 if [[ -s $tmp/tidefeed/out.err ]]; then
     say "tidefeed logged $(wc -l <"$tmp/tidefeed/out.err") lines; the last ones:"

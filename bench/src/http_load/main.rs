@@ -82,6 +82,7 @@ struct Args {
     fanout_subscribers: usize,
     fanout_events: u64,
     idle: usize,
+    idle_systems: Vec<String>,
     client_threads: usize,
 }
 
@@ -117,10 +118,11 @@ fn args() -> Args {
         batch_rows: 100,
         latency_rates: vec![1_000, 10_000],
         latency_subscribers: 10,
-        latency_writers: 16,
+        latency_writers: 64,
         fanout_subscribers: 1_000,
         fanout_events: 2_000,
         idle: 10_000,
+        idle_systems: vec!["tidefeed".into(), "redis".into(), "bare-axum".into()],
         client_threads: 2,
     };
     let usage = "flags: --tidefeed ADDR --tidefeed-pid PID --redis ADDR --redis-pid PID \
@@ -128,6 +130,7 @@ fn args() -> Args {
         [--only idle,put,batch,latency,fanout] [--put-conns 1,16,64] [--batch-conns 1,16] \
         [--batch-rows N] [--latency-rates 1000,10000] [--latency-subscribers N] \
         [--latency-writers N] [--fanout-subscribers N] [--fanout-events N] [--idle N] \
+        [--idle-systems tidefeed,redis,bare-axum] \
         [--client-threads N]";
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -159,6 +162,7 @@ fn args() -> Args {
             "--fanout-subscribers" => args.fanout_subscribers = number(&value) as usize,
             "--fanout-events" => args.fanout_events = number(&value) as u64,
             "--idle" => args.idle = number(&value) as usize,
+            "--idle-systems" => args.idle_systems = list(&flag, &value),
             "--client-threads" => args.client_threads = number(&value) as usize,
             other => panic!("unknown flag {other}; {usage}"),
         }
@@ -762,6 +766,16 @@ async fn latency(args: &Args, next_id: Arc<AtomicU64>) -> io::Result<()> {
         }
         for (kind, results) in &rows {
             let q = |f: &dyn Fn(&Latency) -> f64| Spread::of(&results.iter().map(f).collect::<Vec<_>>());
+            let achieved = q(&|l| l.achieved_rate);
+            if achieved.median < 0.9 * rate as f64 {
+                println!(
+                    "    note: {} reached only {:.0} writes/s of {rate} with {} writer connections: writes took longer than {} connections allow (see the write latency)",
+                    kind.name(),
+                    achieved.median,
+                    args.latency_writers,
+                    args.latency_writers,
+                );
+            }
             println!(
                 "    {:<9} ack->delivery p50 {} p99 {} p999 {} max {}; write p50 {} p99 {}; rate {}/s; before ack {:.1}%, missing {}",
                 kind.name(),
@@ -917,10 +931,16 @@ async fn idle_run(target: Target, n: usize) -> io::Result<(u64, u64, u64)> {
 async fn idle(args: &Args) -> io::Result<()> {
     println!();
     println!(
-        "server memory per idle subscription: {} idle SSE streams / XREAD BLOCK clients, RSS (VmRSS) before and after opening them",
+        "server memory per idle subscription: {} idle SSE streams / XREAD BLOCK clients, RSS (VmRSS) before and after opening them (bare-axum: an SSE body that only sends keep-alives, no subscription)",
         args.idle
     );
-    for target in [args.tidefeed, args.redis] {
+    // bare-axum: the same streams from axum and hyper alone, a floor.
+    let systems = [Some(args.tidefeed), Some(args.redis), args.bare];
+    for target in systems
+        .into_iter()
+        .flatten()
+        .filter(|t| args.idle_systems.iter().any(|s| s == t.kind.name()))
+    {
         let (before, open, after) = idle_run(target, args.idle).await?;
         println!(
             "  {:<9} RSS {before} -> {open} KiB with {} open: {:.2} KiB per idle subscription; {after} KiB 2 s after closing them",
@@ -934,7 +954,11 @@ async fn idle(args: &Args) -> io::Result<()> {
 
 async fn run(args: Args) -> io::Result<()> {
     let wants = |what: &str| args.only.is_empty() || args.only.iter().any(|o| o == what);
-    create_tables(args.tidefeed.addr, &["bench", "lat", "fan", "idle"]).await?;
+    let tidefeed_used = ["put", "batch", "latency", "fanout"].iter().any(|w| wants(w))
+        || (wants("idle") && args.idle_systems.iter().any(|s| s == "tidefeed"));
+    if tidefeed_used {
+        create_tables(args.tidefeed.addr, &["bench", "lat", "fan", "idle"]).await?;
+    }
     // Ids keep growing across figures, so every write is an insert.
     let next_id = Arc::new(AtomicU64::new(1));
     println!(
