@@ -163,7 +163,20 @@ if [[ ${BENCH_PERF:-0} != 0 ]]; then
     pids=("$perf_pid" "${pids[@]}")
 fi
 
+# The disk's durable append rate now (the servers' data directories live
+# on the same file system): 128-byte O_DSYNC appends to a growing file,
+# each one a write + fdatasync, as an AOF or an un-preallocated log does.
+dsync_rate() {
+    local start end
+    start=$(date +%s.%N)
+    dd if=/dev/zero of="$tmp/dsync-probe" bs=128 count=300 oflag=dsync status=none
+    end=$(date +%s.%N)
+    rm -f "$tmp/dsync-probe"
+    awk -v s="$start" -v e="$end" 'BEGIN { printf "%.0f/s (%.0f us each)", 300 / (e - s), (e - s) * 1e6 / 300 }'
+}
+
 echo "uptime at start: $(uptime)"
+echo "raw 128 B write + fdatasync (O_DSYNC appends) at start: $(dsync_rate)"
 echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with local changes)')"
 bench/target/release/http-load \
     --tidefeed "$tidefeed_addr" --tidefeed-pid "$tidefeed_pid" \
@@ -171,6 +184,7 @@ bench/target/release/http-load \
     --bare "$bare_addr" --bare-pid "$bare_pid" \
     "$@"
 echo "uptime at end: $(uptime)"
+echo "raw 128 B write + fdatasync (O_DSYNC appends) at end: $(dsync_rate)"
 
 if [[ ${BENCH_PERF:-0} != 0 ]]; then
     kill -INT "$perf_pid" 2>/dev/null || true
