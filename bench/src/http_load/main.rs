@@ -82,8 +82,15 @@ struct Args {
     fanout_subscribers: usize,
     fanout_events: u64,
     idle: usize,
-    idle_systems: Vec<String>,
+    systems: Vec<String>,
     client_threads: usize,
+}
+
+impl Args {
+    /// Whether `--systems` includes `kind`.
+    fn uses(&self, kind: Kind) -> bool {
+        self.systems.iter().any(|s| s == kind.name())
+    }
 }
 
 fn list<T: std::str::FromStr>(flag: &str, value: &str) -> Vec<T> {
@@ -122,7 +129,7 @@ fn args() -> Args {
         fanout_subscribers: 1_000,
         fanout_events: 2_000,
         idle: 10_000,
-        idle_systems: vec!["tidefeed".into(), "redis".into(), "bare-axum".into()],
+        systems: vec!["tidefeed".into(), "redis".into(), "bare-axum".into()],
         client_threads: 2,
     };
     let usage = "flags: --tidefeed ADDR --tidefeed-pid PID --redis ADDR --redis-pid PID \
@@ -130,7 +137,7 @@ fn args() -> Args {
         [--only idle,put,batch,latency,fanout] [--put-conns 1,16,64] [--batch-conns 1,16] \
         [--batch-rows N] [--latency-rates 1000,10000] [--latency-subscribers N] \
         [--latency-writers N] [--fanout-subscribers N] [--fanout-events N] [--idle N] \
-        [--idle-systems tidefeed,redis,bare-axum] \
+        [--systems tidefeed,redis,bare-axum] \
         [--client-threads N]";
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -162,7 +169,7 @@ fn args() -> Args {
             "--fanout-subscribers" => args.fanout_subscribers = number(&value) as usize,
             "--fanout-events" => args.fanout_events = number(&value) as u64,
             "--idle" => args.idle = number(&value) as usize,
-            "--idle-systems" => args.idle_systems = list(&flag, &value),
+            "--systems" => args.systems = list(&flag, &value),
             "--client-threads" => args.client_threads = number(&value) as usize,
             other => panic!("unknown flag {other}; {usage}"),
         }
@@ -583,10 +590,11 @@ async fn throughput(args: &Args, op: Op, conns_list: &[usize], next_id: Arc<Atom
         "{what} ({} windows of {} s after {} s warm-up, systems interleaved; median [min-max])",
         args.repeats, args.seconds, args.warmup
     );
-    let mut targets = vec![args.tidefeed, args.redis];
-    if let (Op::Put, Some(bare)) = (op, args.bare) {
-        targets.push(bare);
-    }
+    let targets: Vec<Target> = [Some(args.tidefeed), Some(args.redis), args.bare.filter(|_| matches!(op, Op::Put))]
+        .into_iter()
+        .flatten()
+        .filter(|t| args.uses(t.kind))
+        .collect();
     for &conns in conns_list {
         let mut results: Vec<Repeated> = targets.iter().map(|_| Repeated::default()).collect();
         for _ in 0..args.repeats {
@@ -595,33 +603,36 @@ async fn throughput(args: &Args, op: Op, conns_list: &[usize], next_id: Arc<Atom
                 result.add(window, rows);
             }
         }
-        let (tf, rd) = (&results[0], &results[1]);
         println!("  {conns} connections:");
-        println!(
-            "    tidefeed  {:>26} {unit}   server {:.2} cores, {} us CPU/row, fsync/1000 rows {}, client {:.2} cores",
-            Spread::of(&tf.rate).show(0),
-            Spread::of(&tf.server_cores).median,
-            Spread::of(&tf.cpu_us).show(1),
-            Spread::of(&tf.fsyncs.iter().map(|f| f / rows).collect::<Vec<_>>()).show(1),
-            Spread::of(&tf.client_cores).median,
-        );
-        println!(
-            "    redis     {:>26} {redis_unit}  server {:.2} cores, {} us CPU/row, client {:.2} cores",
-            Spread::of(&rd.rate).show(0),
-            Spread::of(&rd.server_cores).median,
-            Spread::of(&rd.cpu_us).show(1),
-            Spread::of(&rd.client_cores).median,
-        );
-        println!("    ratio tidefeed/redis {}x", ratios(&tf.rate, &rd.rate).show(2));
-        if let Some(bare) = results.get(2) {
+        let of = |kind: Kind| targets.iter().position(|t| t.kind == kind).map(|i| &results[i]);
+        for (target, result) in targets.iter().zip(&results) {
+            let unit = match target.kind {
+                Kind::Redis => redis_unit,
+                _ => unit,
+            };
+            let fsyncs = if result.fsyncs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", fsync/1000 rows {}",
+                    Spread::of(&result.fsyncs.iter().map(|f| f / rows).collect::<Vec<_>>()).show(1)
+                )
+            };
             println!(
-                "    bare-axum {:>26} PUT/s   server {:.2} cores, {} us CPU/req, client {:.2} cores",
-                Spread::of(&bare.rate).show(0),
-                Spread::of(&bare.server_cores).median,
-                Spread::of(&bare.cpu_us).show(1),
-                Spread::of(&bare.client_cores).median,
+                "    {:<9} {:>26} {unit:<7} server {:.2} cores, {} us CPU/row{fsyncs}, client {:.2} cores",
+                target.kind.name(),
+                Spread::of(&result.rate).show(0),
+                Spread::of(&result.server_cores).median,
+                Spread::of(&result.cpu_us).show(1),
+                Spread::of(&result.client_cores).median,
             );
-            println!("    ratio tidefeed/bare-axum {}x", ratios(&tf.rate, &bare.rate).show(2));
+        }
+        if let Some(tf) = of(Kind::Tidefeed) {
+            for other in [Kind::Redis, Kind::Bare] {
+                if let Some(o) = of(other) {
+                    println!("    ratio tidefeed/{} {}x", other.name(), ratios(&tf.rate, &o.rate).show(2));
+                }
+            }
         }
         if conns == *conns_list.iter().max().unwrap_or(&0) {
             for (target, result) in targets.iter().zip(&results) {
@@ -750,7 +761,11 @@ async fn latency(args: &Args, next_id: Arc<AtomicU64>) -> io::Result<()> {
     let mut run = 0;
     for &rate in &args.latency_rates {
         println!("  {rate} writes/s:");
-        let mut rows: Vec<(Kind, Vec<Latency>)> = vec![(Kind::Tidefeed, Vec::new()), (Kind::Redis, Vec::new())];
+        let mut rows: Vec<(Kind, Vec<Latency>)> = [Kind::Tidefeed, Kind::Redis]
+            .into_iter()
+            .filter(|k| args.uses(*k))
+            .map(|k| (k, Vec::new()))
+            .collect();
         for _ in 0..args.repeats {
             for (kind, results) in rows.iter_mut() {
                 run += 1;
@@ -769,10 +784,9 @@ async fn latency(args: &Args, next_id: Arc<AtomicU64>) -> io::Result<()> {
             let achieved = q(&|l| l.achieved_rate);
             if achieved.median < 0.9 * rate as f64 {
                 println!(
-                    "    note: {} reached only {:.0} writes/s of {rate} with {} writer connections: writes took longer than {} connections allow (see the write latency)",
+                    "    note: {} reached only {:.0} of {rate} writes/s: {} connections with one write each in flight could not go faster (write latency below)",
                     kind.name(),
                     achieved.median,
-                    args.latency_writers,
                     args.latency_writers,
                 );
             }
@@ -871,7 +885,11 @@ async fn fanout(args: &Args, next_id: Arc<AtomicU64>) -> io::Result<()> {
         "fan-out: {} subscribers (SSE sockets / XREAD BLOCK), {} events written in batches of 100 on one connection; deliveries = events x subscribers, from the first write to the last delivery ({} runs, median [min-max])",
         args.fanout_subscribers, args.fanout_events, args.repeats
     );
-    let mut results: Vec<(Kind, Vec<Fanout>)> = vec![(Kind::Tidefeed, Vec::new()), (Kind::Redis, Vec::new())];
+    let mut results: Vec<(Kind, Vec<Fanout>)> = [Kind::Tidefeed, Kind::Redis]
+        .into_iter()
+        .filter(|k| args.uses(*k))
+        .map(|k| (k, Vec::new()))
+        .collect();
     let mut run = 0;
     for _ in 0..args.repeats {
         for (kind, list) in results.iter_mut() {
@@ -895,9 +913,11 @@ async fn fanout(args: &Args, next_id: Arc<AtomicU64>) -> io::Result<()> {
             s(&|f| f.client_cores).show(2),
         );
     }
-    let tf: Vec<f64> = results[0].1.iter().map(|f| f.deliveries_per_second).collect();
-    let rd: Vec<f64> = results[1].1.iter().map(|f| f.deliveries_per_second).collect();
-    println!("  ratio tidefeed/redis {}x", ratios(&tf, &rd).show(2));
+    if let [(Kind::Tidefeed, tf), (Kind::Redis, rd)] = &results[..] {
+        let tf: Vec<f64> = tf.iter().map(|f| f.deliveries_per_second).collect();
+        let rd: Vec<f64> = rd.iter().map(|f| f.deliveries_per_second).collect();
+        println!("  ratio tidefeed/redis {}x", ratios(&tf, &rd).show(2));
+    }
     Ok(())
 }
 
@@ -939,7 +959,7 @@ async fn idle(args: &Args) -> io::Result<()> {
     for target in systems
         .into_iter()
         .flatten()
-        .filter(|t| args.idle_systems.iter().any(|s| s == t.kind.name()))
+        .filter(|t| args.uses(t.kind))
     {
         let (before, open, after) = idle_run(target, args.idle).await?;
         println!(
@@ -955,7 +975,8 @@ async fn idle(args: &Args) -> io::Result<()> {
 async fn run(args: Args) -> io::Result<()> {
     let wants = |what: &str| args.only.is_empty() || args.only.iter().any(|o| o == what);
     let tidefeed_used = ["put", "batch", "latency", "fanout"].iter().any(|w| wants(w))
-        || (wants("idle") && args.idle_systems.iter().any(|s| s == "tidefeed"));
+        && args.uses(Kind::Tidefeed)
+        || (wants("idle") && args.uses(Kind::Tidefeed));
     if tidefeed_used {
         create_tables(args.tidefeed.addr, &["bench", "lat", "fan", "idle"]).await?;
     }
