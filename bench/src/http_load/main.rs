@@ -180,8 +180,13 @@ fn args() -> Args {
             pid.unwrap_or_else(|| panic!("--{name}-pid PID is required; {usage}")),
         )
     };
-    (args.tidefeed.addr, args.tidefeed.pid) = pid(tidefeed, "tidefeed");
-    (args.redis.addr, args.redis.pid) = pid(redis, "redis");
+    // A system left out by --systems needs no address.
+    if args.uses(Kind::Tidefeed) {
+        (args.tidefeed.addr, args.tidefeed.pid) = pid(tidefeed, "tidefeed");
+    }
+    if args.uses(Kind::Redis) {
+        (args.redis.addr, args.redis.pid) = pid(redis, "redis");
+    }
     if bare.0.is_some() || bare.1.is_some() {
         let (addr, pid) = pid(bare, "bare");
         args.bare = Some(Target {
