@@ -32,10 +32,9 @@ mod routes;
 mod sse;
 mod state;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -62,6 +61,75 @@ pub enum Stopped {
     GraceExpired,
 }
 
+/// The largest buffer a connection reads a request's head into: request
+/// lines and headers beyond it are refused (431). It also bounds what an
+/// idle connection holds, with a change stream open for hours.
+const MAX_REQUEST_HEAD_BYTES: usize = 8 << 10;
+
+/// Accepts connections until `shutdown` is cancelled, then asks each open
+/// connection to finish (`graceful_shutdown`: the request in flight
+/// completes, streams end on the same signal) and returns once all are
+/// gone. One router serves every connection (a clone is a reference
+/// count); hyper's http1 connection keeps small buffers, so an idle
+/// stream costs little memory.
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: wait and retry
+                // rather than stop serving.
+                Err(error) if is_transient(&error) => {
+                    tracing::warn!(%error, "accepting a connection failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        // Events and responses are small writes that must leave at once:
+        // Nagle's algorithm would hold one behind the previous one's ACK.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set on a connection");
+        }
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(MAX_REQUEST_HEAD_BYTES)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+fn is_transient(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted
+    ) || matches!(error.raw_os_error(), Some(23 | 24)) // ENFILE, EMFILE: out of descriptors
+}
+
 /// Serves the API on `listener` until `shutdown` completes, then, in
 /// order: stops accepting connections, ends open change streams with an
 /// `error` event (`shutting_down`), and waits up to `shutdown_grace` for
@@ -79,17 +147,8 @@ pub async fn serve(
     let token = state.shutdown_token().clone();
     let grace = state.options().shutdown_grace;
     let app = router(state.clone());
-    // Events and responses are small writes that must leave at once:
-    // Nagle's algorithm would hold one behind the previous one's ACK.
-    let listener = listener.tap_io(|stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY not set on a connection");
-        }
-    });
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(token.clone().cancelled_owned())
-        .into_future();
-    let mut server = tokio::spawn(server);
+    let accept = accept_loop(listener, app, token.clone());
+    let mut server = tokio::spawn(accept);
     tokio::select! {
         _ = shutdown => {}
         _ = token.cancelled() => {}
