@@ -1,0 +1,499 @@
+//! Adversarial probes of the wire contract (DESIGN.md section 9): what a
+//! hostile or merely unusual client sends, and that every answer is the
+//! contract's JSON with its status, and that nothing is written on a
+//! refusal.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value as Json};
+
+use crate::common::{assert_error, enc, json_of, Server};
+
+/// Sends raw bytes on a fresh connection and returns (status, headers
+/// text, body text) of the response.
+pub async fn raw(server: &Server, request: &[u8]) -> (u16, String, String) {
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let request = request.to_vec();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = socket.write_all(&request);
+        let mut out = Vec::new();
+        let _ = socket.read_to_end(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+fn is_json_error(body: &str) -> bool {
+    // A chunked body: take the JSON object inside it.
+    let Some(start) = body.find('{') else {
+        return false;
+    };
+    let Some(end) = body.rfind('}') else {
+        return false;
+    };
+    serde_json::from_str::<Json>(&body[start..=end])
+        .map(|json| json["error"]["code"].is_string() && json["error"]["message"].is_string())
+        .unwrap_or(false)
+}
+
+async fn floats_and_docs(server: &Server) {
+    for (name, schema) in [
+        (
+            "floats",
+            json!({"columns": [{"name": "k", "type": "float64"}, {"name": "v", "type": "float64", "nullable": true}], "primary_key": ["k"]}),
+        ),
+        (
+            "docs",
+            json!({"columns": [{"name": "id", "type": "int64"}, {"name": "doc", "type": "json", "nullable": true}], "primary_key": ["id"]}),
+        ),
+        (
+            "times",
+            json!({"columns": [{"name": "t", "type": "timestamp"}, {"name": "n", "type": "int64", "nullable": true}], "primary_key": ["t"]}),
+        ),
+    ] {
+        let (status, body) = server.put(&format!("/v1/tables/{name}"), schema).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+/// Requests that hyper (not axum) rejects must still carry the JSON
+/// error shape: a path with raw non-ASCII bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect: hyper answers a request line with raw non-ASCII bytes with an empty-bodied 400, not the JSON error"]
+async fn a_raw_non_ascii_path_gets_a_json_error() {
+    let server = Server::start().await;
+    server.create_users().await;
+    let (status, head, body) = raw(
+        &server,
+        b"GET /v1/tables/us\xffers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 400, "{head}");
+    assert!(is_json_error(&body), "not our JSON error: {head:?} {body:?}");
+}
+
+/// A URI longer than hyper accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect: hyper answers an overlong URI (70 KB) without the JSON error body"]
+async fn an_overlong_path_gets_a_json_error() {
+    let server = Server::start().await;
+    server.create_users().await;
+    let long = "9".repeat(70_000);
+    let request =
+        format!("GET /v1/tables/users/rows/{long} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let (status, head, body) = raw(&server, request.as_bytes()).await;
+    assert!(status >= 400 && status < 500, "{head}");
+    assert!(is_json_error(&body), "not our JSON error: {head:?} {body:?}");
+}
+
+/// Paths axum does see, in odd shapes: all JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_paths_and_methods_get_json_errors() {
+    let server = Server::start().await;
+    server.create_users().await;
+    let long_key = "9".repeat(10_000);
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("GET", "/v1/tables/".into(), 404),
+        ("GET", "//v1/tables".into(), 404),
+        ("GET", "/v1/tables/users/rows/".into(), 404),
+        ("GET", "/v1/tables/users/rows/1/extra".into(), 404),
+        ("GET", "/v1/tables/us%zzers".into(), 400),
+        ("GET", "/v1/tables/users/rows/%zz".into(), 400),
+        ("GET", format!("/v1/tables/users/rows/{long_key}"), 400),
+        ("GET", "/v1/tables/%C3%A9".into(), 400),
+        ("GET", "/v1/tables/USERS".into(), 400),
+        ("GET", format!("/v1/tables/{}", "a".repeat(64)), 400),
+        ("TRACE", "/v1/tables".into(), 405),
+        ("FOO", "/v1/tables".into(), 405),
+        ("OPTIONS", "/v1/tables".into(), 405),
+        ("POST", "/v1/tables".into(), 405),
+        ("DELETE", "/v1/tables/users".into(), 405),
+        ("GET", "/v1/batch".into(), 405),
+        ("PUT", "/v1/changes".into(), 405),
+        ("GET", "/v1/consumers/x/ack".into(), 405),
+    ];
+    for (method, path, expected) in cases {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        );
+        let (status, head, body) = raw(&server, request.as_bytes()).await;
+        assert_eq!(status, expected, "{method} {path}: {head} {body}");
+        assert!(
+            is_json_error(&body),
+            "{method} {path}: not our JSON error: {head:?} {body:?}"
+        );
+    }
+    assert_eq!(server.engine.visible_seq(), 0);
+}
+
+/// Query strings: repeated, empty, non-numeric, negative, huge and
+/// non-UTF-8 values are `bad_query`, named; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_query_values_are_bad_query_everywhere() {
+    let server = Server::start().await;
+    server.create_users().await;
+    server.put_user(1, "a").await;
+    let seq = server.engine.visible_seq();
+    let paths = [
+        "/v1/changes?limit=1&limit=2",
+        "/v1/changes?since=1&since=2",
+        "/v1/changes?since=",
+        "/v1/changes?since=-1",
+        "/v1/changes?since=1.0",
+        "/v1/changes?since=1e3",
+        "/v1/changes?since=0x10",
+        "/v1/changes?since=18446744073709551616",
+        "/v1/changes?since=%FF",
+        "/v1/changes?since=NOW",
+        "/v1/changes?limit=0",
+        "/v1/changes?limit=-1",
+        "/v1/changes?limit=99999999999999999999999",
+        "/v1/changes?limit=",
+        "/v1/changes?format=",
+        "/v1/changes?format=DEBEZIUM",
+        "/v1/changes?ops=read",
+        "/v1/changes?ops=upsert",
+        "/v1/changes?tables=USERS",
+        "/v1/changes?sinc=1",
+        "/v1/changes?%FF=1",
+        "/v1/tables/users/rows/1?as_of=",
+        "/v1/tables/users/rows/1?as_of=-1",
+        "/v1/tables/users/rows/1?as_of=1.5",
+        "/v1/tables/users/rows/1?as_of=18446744073709551616",
+        "/v1/tables/users/rows/1?as_of=1&as_of=1",
+        "/v1/tables/users/rows/1?snapshot=true",
+        "/v1/tables/users/rows?limit=0",
+        "/v1/tables/users/rows?limit=1001",
+        "/v1/tables/users/rows?start=1&next=2",
+        "/v1/tables/users/rows?as_of=x",
+        "/v1/tables/users/rows?bogus",
+        "/v1/changes/stream?snapshot=1",
+        "/v1/changes/stream?snapshot=TRUE",
+        "/v1/changes/stream?since=x",
+        "/v1/changes/stream?since=1&since=1",
+        "/v1/changes/stream?consumer=c&since=1",
+    ];
+    for path in paths {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status.as_u16(), 400, "{path}: {body}");
+        assert!(
+            body["error"]["code"] == "bad_query" || body["error"]["code"] == "bad_key",
+            "{path}: {body}"
+        );
+        assert!(body["error"]["message"].is_string(), "{path}: {body}");
+    }
+    assert_eq!(server.engine.visible_seq(), seq);
+}
+
+/// `Content-Type` variants: charset parameters and case are fine, other
+/// media types are 415, and nothing is written on a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_content_type_variants() {
+    let server = Server::start().await;
+    server.create_users().await;
+    let body = r#"{"id":1,"email":"a"}"#;
+    for (content_type, ok) in [
+        ("application/json; charset=utf-8", true),
+        ("application/json;charset=UTF-8", true),
+        ("APPLICATION/JSON", true),
+        ("application/json ; charset=\"utf-8\"", true),
+        ("text/json", false),
+        ("application/jsonx", false),
+        ("application/x-www-form-urlencoded", false),
+        ("multipart/form-data; boundary=x", false),
+        ("", false),
+    ] {
+        let before = server.engine.visible_seq();
+        let response = server
+            .request(Method::PUT, "/v1/tables/users/rows/1")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, json) = json_of(response).await;
+        if ok {
+            assert_eq!(status, StatusCode::OK, "{content_type}: {json}");
+        } else {
+            assert_error(status, &json, 415, "unsupported_media_type");
+            assert_eq!(server.engine.visible_seq(), before, "{content_type}");
+        }
+    }
+}
+
+/// Bodies that are JSON but not the right JSON: 400 with our codes,
+/// nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_json_bodies_are_400_and_write_nothing() {
+    let server = Server::start().await;
+    server.create_users().await;
+    floats_and_docs(&server).await;
+    server.put_user(1, "a").await;
+    let seq = server.engine.visible_seq();
+    let deep_envelope = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let cases: Vec<(Method, String, String, &[&str])> = vec![
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), "".into(), &["invalid_json"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), "null".into(), &["invalid_row", "invalid_json"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), "[]".into(), &["invalid_row", "invalid_json"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), "\"x\"".into(), &["invalid_row", "invalid_json"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), "{}".into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), "\u{feff}{\"id\":1}".into(), &["invalid_json"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1} {"id":1}"#.into(), &["invalid_json"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), deep_envelope.clone(), &["invalid_json", "invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":"1"}"#.into(), &["invalid_row", "key_mismatch"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1.0}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1e0}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"age":9223372036854775808}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"age":-9223372036854775809}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"age":1e400}"#.into(), &["invalid_json", "invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"age":2.5}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"age":"NaN"}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"email":1}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"Email":"x"}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":2}"#.into(), &["key_mismatch"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":null}"#.into(), &["invalid_row"]),
+        (Method::PATCH, "/v1/tables/users/rows/1".to_string(), r#"{"id":null}"#.into(), &["invalid_row", "key_mismatch"]),
+        (Method::PATCH, "/v1/tables/users/rows/1".to_string(), r#"{"id":2}"#.into(), &["invalid_row", "key_mismatch"]),
+        (Method::PATCH, "/v1/tables/users/rows/1".to_string(), r#"{"nope":2}"#.into(), &["invalid_row"]),
+        (Method::PATCH, "/v1/tables/users/rows/1".to_string(), "null".into(), &["invalid_row", "invalid_json"]),
+        (Method::PUT, "/v1/tables/floats/rows/1".to_string(), r#"{"k":1,"v":"nan"}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/floats/rows/1".to_string(), r#"{"k":1,"v":"inf"}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/floats/rows/1".to_string(), r#"{"k":1,"v":NaN}"#.into(), &["invalid_json"]),
+        (Method::PUT, "/v1/tables/floats/rows/1".to_string(), r#"{"k":1,"v":"1.5"}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/floats/rows/NaN".to_string(), r#"{"k":"NaN"}"#.into(), &["invalid_row", "bad_key"]),
+        (Method::PUT, "/v1/tables/floats/rows/1".to_string(), r#"{"k":"NaN"}"#.into(), &["invalid_row", "key_mismatch"]),
+        (Method::PUT, "/v1/tables/floats/rows/1e400".to_string(), r#"{"k":1}"#.into(), &["bad_key"]),
+        (Method::PUT, "/v1/tables/docs/rows/1".to_string(), r#"{"id":1,"doc":"\ud800"}"#.into(), &["invalid_json"]),
+        (Method::PUT, "/v1/tables/times/rows/x".to_string(), r#"{"t":"x"}"#.into(), &["bad_key"]),
+        (Method::PUT, format!("/v1/tables/times/rows/{}", enc("2016-12-31T23:59:60Z")), r#"{"t":"2016-12-31T23:59:60Z"}"#.into(), &["bad_key", "invalid_row"]),
+        (Method::PUT, format!("/v1/tables/times/rows/{}", enc("10000-01-01T00:00:00Z")), r#"{"t":"10000-01-01T00:00:00Z"}"#.into(), &["bad_key", "invalid_row"]),
+        (Method::PUT, format!("/v1/tables/times/rows/{}", enc("0000-01-01T00:00:00+01:00")), r#"{"t":"0000-01-01T00:00:00+01:00"}"#.into(), &["bad_key", "invalid_row"]),
+        (Method::PUT, format!("/v1/tables/times/rows/{}", enc("2026-02-30T00:00:00Z")), r#"{"t":"2026-02-30T00:00:00Z"}"#.into(), &["bad_key", "invalid_row"]),
+        (Method::PUT, format!("/v1/tables/times/rows/{}", enc("2026-01-01T00:00:00.0000001Z")), r#"{"t":"2026-01-01T00:00:00.0000001Z"}"#.into(), &["bad_key", "invalid_row"]),
+        (Method::PUT, format!("/v1/tables/times/rows/{}", enc("2026-01-01T00:00:00")), r#"{"t":"2026-01-01T00:00:00"}"#.into(), &["bad_key", "invalid_row"]),
+        (Method::POST, "/v1/batch".to_string(), "null".into(), &["invalid_json"]),
+        (Method::POST, "/v1/batch".to_string(), "[]".into(), &["invalid_json"]),
+        (Method::POST, "/v1/batch".to_string(), r#"{"ops":[]}"#.into(), &["invalid_batch"]),
+        (Method::POST, "/v1/batch".to_string(), r#"{"ops":[{"op":"insert","table":"users","row":{"id":5}}]}"#.into(), &["invalid_json"]),
+        (Method::POST, "/v1/batch".to_string(), r#"{"ops":[{"op":"upsert","op":"upsert","table":"users","row":{"id":5}}]}"#.into(), &["invalid_json"]),
+        (Method::POST, "/v1/batch".to_string(), r#"{"ops":[{"op":"upsert","table":"users","row":{"id":5}}],"extra":1}"#.into(), &["invalid_json"]),
+        (Method::POST, "/v1/batch".to_string(), r#"{"ops":[{"op":"upsert","table":"users","row":{"id":5}},{"op":"delete","table":"users","key":{"id":1,"email":"a"}}]}"#.into(), &["invalid_row", "bad_key"]),
+        (Method::POST, "/v1/batch".to_string(), r#"{"ops":[{"op":"upsert","table":"users","row":{"id":5}},{"op":"delete","table":"users","key":{}}]}"#.into(), &["invalid_row", "bad_key"]),
+        (Method::POST, "/v1/batch".to_string(), r#"{"ops":[{"op":"upsert","table":"users","row":{"id":5}},{"op":"delete","table":"users","key":[1]}]}"#.into(), &["invalid_row", "bad_key", "invalid_json"]),
+        (Method::POST, "/v1/batch".to_string(), r#"{"ops":[{"op":"upsert","table":"users","row":{"id":5}},{"op":"patch","table":"users","key":{"id":1},"row":{"id":2}}]}"#.into(), &["invalid_row", "key_mismatch"]),
+        (Method::POST, "/v1/batch".to_string(), r#"{"ops":[{"op":"upsert","table":"users","row":{"id":5}},{"op":"upsert","table":"Users","row":{"id":5}}]}"#.into(), &["bad_table_name"]),
+        (Method::POST, "/v1/batch".to_string(), r#"{"ops":[{"op":"upsert","table":"users","row":{"id":5},"if_match":-1}]}"#.into(), &["invalid_json"]),
+        (Method::POST, "/v1/consumers/c/ack".to_string(), r#"{"seq":-1}"#.into(), &["invalid_json"]),
+        (Method::PUT, "/v1/tables/t2".to_string(), r#"{"columns":[{"name":"id","type":"int64"}],"primary_key":["id"],"name":"t3"}"#.into(), &["invalid_schema"]),
+        (Method::PUT, "/v1/tables/t2".to_string(), r#"{"columns":[{"name":"id","type":"int64","nullable":true}],"primary_key":["id"]}"#.into(), &["invalid_schema"]),
+        (Method::PUT, "/v1/tables/t2".to_string(), r#"{"columns":[{"name":"id","type":"int64"},{"name":"id","type":"string"}],"primary_key":["id"]}"#.into(), &["invalid_schema"]),
+        (Method::PUT, "/v1/tables/t2".to_string(), r#"{"columns":[{"name":"id","type":"int64"}],"primary_key":[]}"#.into(), &["invalid_schema"]),
+        (Method::PUT, "/v1/tables/t2".to_string(), r#"{"columns":[{"name":"id","type":"int64"}],"primary_key":["id","id"]}"#.into(), &["invalid_schema"]),
+        (Method::PUT, "/v1/tables/t2".to_string(), r#"{"columns":[{"name":"id","type":"int64"}],"primary_key":["nope"]}"#.into(), &["invalid_schema"]),
+        (Method::PUT, "/v1/tables/t2".to_string(), r#"{"columns":[{"name":"","type":"int64"}],"primary_key":[""]}"#.into(), &["invalid_schema"]),
+        (Method::PUT, "/v1/tables/t2".to_string(), r#"{"columns":[{"name":"id","type":"uuid"}],"primary_key":["id"]}"#.into(), &["invalid_json", "invalid_schema"]),
+        (Method::PUT, "/v1/tables/t2".to_string(), r#"{"columns":[],"primary_key":[]}"#.into(), &["invalid_schema"]),
+    ];
+    for (method, path, body, codes) in cases {
+        let response = server
+            .request(method.clone(), &path)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let (status, json) = json_of(response).await;
+        let code = json["error"]["code"].as_str().unwrap_or("");
+        assert!(
+            status.is_client_error() && codes.contains(&code),
+            "{method} {path} {body:.80}: {status} {json}"
+        );
+        assert!(json["error"]["message"].is_string(), "{json}");
+        assert_eq!(
+            server.engine.visible_seq(),
+            seq,
+            "{method} {path} {body:.80} wrote something"
+        );
+    }
+    let (_, tables) = server.get("/v1/tables").await;
+    assert_eq!(tables["tables"].as_array().unwrap().len(), 4, "{tables}");
+}
+
+/// A row object with the same column twice: the engine refuses duplicate
+/// columns, but the HTTP layer parses into a map that keeps the last one
+/// and silently drops the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect: a row with a duplicate JSON key is accepted, the last value silently winning (the engine's Duplicate check is unreachable)"]
+async fn a_row_with_a_duplicate_column_is_refused() {
+    let server = Server::start().await;
+    server.create_users().await;
+    let response = server
+        .request(Method::PUT, "/v1/tables/users/rows/1")
+        .header("content-type", "application/json")
+        .body(r#"{"id":1,"email":"first","email":"second"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_error(status, &body, 400, "invalid_row");
+    assert_eq!(server.engine.visible_seq(), 0);
+}
+
+/// -0.0 and +0.0 are one key: in the path, in the body, in the feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_zero_and_zero_are_one_float_key() {
+    let server = Server::start().await;
+    floats_and_docs(&server).await;
+    let (status, body) = server
+        .put("/v1/tables/floats/rows/-0.0", json!({"k": -0.0, "v": 1.0}))
+        .await;
+    assert_eq!((status, &body["op"]), (StatusCode::OK, &json!("insert")), "{body}");
+    let (status, body) = server
+        .put("/v1/tables/floats/rows/0", json!({"k": 0.0, "v": 2.0}))
+        .await;
+    assert_eq!((status, &body["op"]), (StatusCode::OK, &json!("update")), "{body}");
+    // Path -0 with body 0 and vice versa are the same key, not a mismatch.
+    let (status, body) = server
+        .put("/v1/tables/floats/rows/-0", json!({"k": 0, "v": 3.0}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, row) = server.get("/v1/tables/floats/rows/-0.0").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(row["v"], 3.0);
+    let (_, page) = server.get("/v1/tables/floats/rows").await;
+    assert_eq!(page["rows"].as_array().unwrap().len(), 1, "{page}");
+    let (_, changes) = server.get("/v1/changes?since=0").await;
+    let changes = changes["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 3);
+    for pair in changes.windows(2) {
+        assert_eq!(pair[1]["before"], pair[0]["after"], "chain");
+        assert_eq!(pair[1]["key"], pair[0]["key"]);
+    }
+}
+
+/// Float64 extremes and the NaN/Infinity strings round-trip through a
+/// row, a read and an event; and as keys, in the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn float_specials_round_trip_as_values_and_keys() {
+    let server = Server::start().await;
+    floats_and_docs(&server).await;
+    let values = [
+        json!("NaN"),
+        json!("Infinity"),
+        json!("-Infinity"),
+        json!(f64::MAX),
+        json!(f64::MIN_POSITIVE),
+        json!(5e-324),
+        json!(-0.0),
+        json!(0.1),
+    ];
+    for (i, v) in values.iter().enumerate() {
+        let (status, body) = server
+            .put(&format!("/v1/tables/floats/rows/{i}"), json!({"k": i, "v": v}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}: {body}");
+        let (_, row) = server.get(&format!("/v1/tables/floats/rows/{i}")).await;
+        assert_eq!(&row["v"], v, "{v}");
+        if v.is_f64() && v.as_f64().unwrap().is_sign_negative() {
+            assert!(row["v"].as_f64().unwrap().is_sign_negative(), "-0.0 kept");
+        }
+    }
+    for key in ["Infinity", "-Infinity", "1.7976931348623157e308", "5e-324"] {
+        let body = match key {
+            "Infinity" | "-Infinity" => json!({"k": key}),
+            _ => json!({"k": key.parse::<f64>().unwrap()}),
+        };
+        let (status, response) = server
+            .put(&format!("/v1/tables/floats/rows/{}", enc(key)), body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{key}: {response}");
+        let (status, _) = server.get(&format!("/v1/tables/floats/rows/{}", enc(key))).await;
+        assert_eq!(status, StatusCode::OK, "{key}");
+    }
+    // The range scan's `next` of a float key reads back as the same key.
+    let mut next: Option<String> = None;
+    let mut seen = 0;
+    loop {
+        let path = match &next {
+            Some(n) => format!("/v1/tables/floats/rows?limit=1&next={}", enc(n)),
+            None => "/v1/tables/floats/rows?limit=1".to_owned(),
+        };
+        let (status, page) = server.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        seen += page["rows"].as_array().unwrap().len();
+        match page["next"].as_str() {
+            Some(n) => next = Some(n.to_owned()),
+            None => break,
+        }
+        assert!(seen < 100);
+    }
+    assert_eq!(seen, values.len() + 4);
+}
+
+/// Timestamps: offsets, lower case, a space separator and short fractions
+/// name the same instant as the UTC form, in paths and bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamp_keys_in_other_forms_are_the_same_key() {
+    let server = Server::start().await;
+    floats_and_docs(&server).await;
+    let (status, body) = server
+        .put(
+            &format!("/v1/tables/times/rows/{}", enc("2026-01-01T00:00:00Z")),
+            json!({"t": "2026-01-01T01:00:00+01:00", "n": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for form in [
+        "2026-01-01T00:00:00Z",
+        "2026-01-01t00:00:00z",
+        "2026-01-01 00:00:00Z",
+        "2025-12-31T19:00:00-05:00",
+        "2026-01-01T00:00:00.000Z",
+        "2026-01-01T00:00:00.000000000Z",
+    ] {
+        let (status, row) = server
+            .get(&format!("/v1/tables/times/rows/{}", enc(form)))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{form}: {row}");
+        assert_eq!(row["t"], "2026-01-01T00:00:00.000000Z", "{form}");
+    }
+    for edge in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"] {
+        let (status, body) = server
+            .put(
+                &format!("/v1/tables/times/rows/{}", enc(edge)),
+                json!({"t": edge}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{edge}: {body}");
+    }
+    let (_, page) = server.get("/v1/tables/times/rows").await;
+    let keys: Vec<&str> = page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["t"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "0000-01-01T00:00:00.000000Z",
+            "2026-01-01T00:00:00.000000Z",
+            "9999-12-31T23:59:59.999999Z"
+        ]
+    );
+}
