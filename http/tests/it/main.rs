@@ -2,6 +2,7 @@
 //! a real HTTP client, SSE read by a real SSE parser. One module per
 //! behaviour, one test binary.
 
+mod adversarial_rows;
 mod adversarial_wire;
 mod auth;
 mod bad_input;
