@@ -3,6 +3,7 @@
 //! behaviour, one test binary.
 
 mod adversarial_rows;
+mod adversarial_sse;
 mod adversarial_wire;
 mod auth;
 mod bad_input;
