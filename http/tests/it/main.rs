@@ -2,6 +2,7 @@
 //! a real HTTP client, SSE read by a real SSE parser. One module per
 //! behaviour, one test binary.
 
+mod adversarial_auth;
 mod adversarial_rows;
 mod adversarial_sse;
 mod adversarial_wire;
