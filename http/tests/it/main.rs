@@ -3,6 +3,7 @@
 //! behaviour, one test binary.
 
 mod adversarial_auth;
+mod adversarial_concurrency;
 mod adversarial_fuzz;
 mod adversarial_ops;
 mod adversarial_rows;
