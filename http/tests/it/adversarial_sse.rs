@@ -589,3 +589,61 @@ async fn oversized_events_arrive_key_only_and_flagged() {
     let (_, page) = server.get("/v1/changes?since=0").await;
     assert_eq!(page["changes"][0]["truncated"], true);
 }
+
+/// A stream whose reader fell so far behind that retention released the
+/// history it still needs must say so (`event: error`, `history_lost`)
+/// after the last event it can deliver — never skip ahead silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_overtaken_by_retention_gets_history_lost_not_a_gap() {
+    let server = Server::start_with(
+        |options| options.history_window = Some(Duration::ZERO),
+        |_| {},
+    )
+    .await;
+    create_texts(&server).await;
+    let mut stream = server.stream("since=0", None).await;
+    let payload = "p".repeat(16 * 1024);
+    for i in 0..1200 {
+        let (status, _) = server
+            .put(
+                &format!("/v1/tables/texts/rows/{i}"),
+                json!({"k": i.to_string(), "s": payload}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        if i == 0 {
+            let (id, _) = stream.changes(1).await.remove(0);
+            assert_eq!(id, "1");
+        }
+    }
+    server
+        .blocking(|engine| {
+            engine.flush().unwrap();
+            engine.compact().unwrap();
+        })
+        .await;
+    let low_water = server.engine.low_water();
+    assert!(low_water > 1000, "history was released: {low_water}");
+    let mut expected = 2u64;
+    loop {
+        let event = stream.next().await.expect("an error event before the end");
+        match event.event.as_str() {
+            "resolved" => continue,
+            "message" => {
+                assert_eq!(event.id, expected.to_string(), "a gap in the stream");
+                expected += 1;
+            }
+            "error" => {
+                let error: Json = serde_json::from_str(&event.data).unwrap();
+                assert_eq!(error["error"]["code"], "history_lost", "{error}");
+                assert_eq!(error["error"]["requested"], expected - 1, "{error}");
+                break;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert!(stream.next().await.is_none(), "the stream ends after its error");
+    // Resuming from there is the JSON 410.
+    let (status, body) = json_of(server.open_stream("", Some(expected - 1)).await).await;
+    assert_error(status, &body, 410, "history_lost");
+}
