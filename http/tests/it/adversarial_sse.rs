@@ -647,3 +647,53 @@ async fn a_reader_overtaken_by_retention_gets_history_lost_not_a_gap() {
     let (status, body) = json_of(server.open_stream("", Some(expected - 1)).await).await;
     assert_error(status, &body, 410, "history_lost");
 }
+
+/// An event's bytes are the same on every delivery: pulled twice, streamed,
+/// in both formats; native `ts` has six fraction digits and a Z.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_the_same_bytes_on_every_delivery() {
+    let server = Server::start().await;
+    create_texts(&server).await;
+    for i in 0..5 {
+        let (status, _) = server
+            .put(
+                &format!("/v1/tables/texts/rows/{i}"),
+                json!({"k": i.to_string(), "s": "é\u{2028}\n", "j": {"f": 0.1, "a": [1, -0.0, 1e300]}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    for format in ["native", "debezium"] {
+        let raw_page = || async {
+            server
+                .request(Method::GET, &format!("/v1/changes?since=0&format={format}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        };
+        let first = raw_page().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let second = raw_page().await;
+        assert_eq!(first, second, "{format}: a page changed between reads");
+        let mut stream = server.stream(&format!("since=0&format={format}"), None).await;
+        for _ in 0..5 {
+            let event = stream.next_change().await;
+            assert!(
+                first.contains(&event.data),
+                "{format}: the streamed bytes differ from the pulled ones: {}",
+                event.data
+            );
+            let data: Json = serde_json::from_str(&event.data).unwrap();
+            if format == "native" {
+                let ts = data["ts"].as_str().unwrap();
+                assert_eq!(ts.len(), "2026-11-24T10:00:00.123456Z".len(), "{ts}");
+                assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "{ts}");
+            } else {
+                assert!(data["ts_ms"].is_u64());
+            }
+        }
+    }
+}
