@@ -503,3 +503,43 @@ async fn durable_consumer_edges() {
     let (status, body) = server.call(Method::PUT, "/v1/consumers/c", None).await;
     assert_eq!((status, &body["position"]), (StatusCode::CREATED, &json!(head)), "{body}");
 }
+
+/// Batches at the operation limit and near the default body limit: the
+/// largest allowed batch commits in one contiguous run, one more op is a
+/// 400 naming the limit, and a body near 8 MiB is answered well within
+/// the request timeout, writing all or nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_at_their_limits() {
+    let server = Server::start().await;
+    server.create_users().await;
+    let ops = |n: usize, offset: usize| -> Json {
+        json!({"ops": (0..n).map(|i| json!({"op": "upsert", "table": "users", "row": {"id": i + offset, "email": "e"}})).collect::<Vec<_>>()})
+    };
+    let limit = tidefeed_engine::MAX_BATCH_OPS;
+    let (status, body) = server.post("/v1/batch", ops(limit + 1, 0)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", body.to_string().chars().take(300).collect::<String>());
+    assert_eq!(body["error"]["limit"], limit);
+    assert_eq!(server.engine.visible_seq(), 0);
+    let started = std::time::Instant::now();
+    let (status, body) = server.post("/v1/batch", ops(limit, 0)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((body["first_seq"].as_u64(), body["last_seq"].as_u64()), (Some(1), Some(limit as u64)));
+    assert_eq!(body["results"].as_array().unwrap().len(), limit);
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    // ~8 MiB: fewer ops with big rows, under the op limit.
+    let big = "x".repeat(820);
+    let body = json!({"ops": (0..9000).map(|i| json!({"op": "upsert", "table": "users", "row": {"id": 100_000 + i, "email": big}})).collect::<Vec<_>>()});
+    let size = serde_json::to_vec(&body).unwrap().len();
+    assert!(size < 8 << 20 && size > 7 << 20, "{size}");
+    let before = server.engine.visible_seq();
+    let started = std::time::Instant::now();
+    let (status, answer) = server.post("/v1/batch", body).await;
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    match status {
+        StatusCode::OK => assert_eq!(server.engine.visible_seq(), before + 9000),
+        _ => {
+            assert!(answer["error"]["code"].is_string(), "{status}");
+            assert_eq!(server.engine.visible_seq(), before);
+        }
+    }
+}
