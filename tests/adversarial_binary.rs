@@ -483,3 +483,144 @@ async fn environment_overrides_change_behaviour() {
         .unwrap();
     assert_eq!(page["changes"][0]["truncated"], true, "{page}");
 }
+
+/// SIGTERM while writers are busy: the process exits 0, and every write
+/// it acknowledged is there after a restart, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_concurrent_writers_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("tidefeed.log");
+    let proc = Proc::start(&data, &log, &[], &[("TIDEFEED_SERVER__SHUTDOWN_GRACE", "2s")]);
+    let client = reqwest::Client::new();
+    let response = client
+        .put(proc.url("/v1/tables/t"))
+        .json(&json!({"columns": [{"name": "id", "type": "int64"}, {"name": "v", "type": "string"}], "primary_key": ["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let acked: Arc<Mutex<Vec<(u64, i64, String)>>> = Arc::default();
+    let mut writers = Vec::new();
+    for writer in 0..6i64 {
+        let client = client.clone();
+        let base = proc.base.clone();
+        let acked = acked.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..100_000i64 {
+                let id = (writer * 13 + i) % 17;
+                let value = format!("w{writer}i{i}");
+                let Ok(response) = client
+                    .put(format!("{base}/v1/tables/t/rows/{id}"))
+                    .json(&json!({"id": id, "v": value}))
+                    .send()
+                    .await
+                else {
+                    break;
+                };
+                if response.status() != 200 {
+                    assert_eq!(response.status(), 503, "only shutting down refuses");
+                    break;
+                }
+                let Ok(body) = response.json::<Json>().await else { break };
+                acked
+                    .lock()
+                    .unwrap()
+                    .push((body["seq"].as_u64().unwrap(), id, value));
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    proc.signal("TERM");
+    let (status, took, proc) = wait_exit(proc, Duration::from_secs(20)).await;
+    let status = status.unwrap_or_else(|| panic!("still running; log: {}", proc.log_text()));
+    assert!(status.success(), "exit {status:?}; log: {}", proc.log_text());
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    for writer in writers {
+        tokio::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("writers finish once the server is gone")
+            .unwrap();
+    }
+    drop(proc);
+    let proc = Proc::start(&data, &log, &[], &[]);
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "{}", acked.len());
+    let max = acked.iter().map(|a| a.0).max().unwrap();
+    let mut events = BTreeMap::new();
+    let mut since = 0;
+    while since < max {
+        let page: Json = client
+            .get(proc.url(&format!("/v1/changes?since={since}&limit=1000")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for event in page["changes"].as_array().unwrap() {
+            assert!(events.insert(event["seq"].as_u64().unwrap(), event.clone()).is_none());
+        }
+        let next = page["next"].as_u64().unwrap();
+        assert!(next > since, "the log ends at {since}, before acknowledged seq {max}");
+        since = next;
+    }
+    for (seq, id, value) in acked {
+        let event = &events[&seq];
+        assert_eq!(event["key"], json!({"id": id}));
+        assert_eq!(event["after"]["v"], json!(value));
+    }
+}
+
+/// `curl -N` reads the stream as it comes, and resumes with a
+/// Last-Event-ID header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_reads_and_resumes_the_stream() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("skipped: no curl");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("tidefeed.log");
+    let proc = Proc::start(&data, &log, &[], &[]);
+    let client = reqwest::Client::new();
+    let response = client
+        .put(proc.url("/v1/tables/t"))
+        .json(&json!({"columns": [{"name": "id", "type": "int64"}], "primary_key": ["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    for id in 1..=4 {
+        let response = client
+            .put(proc.url(&format!("/v1/tables/t/rows/{id}")))
+            .json(&json!({"id": id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let url = proc.url("/v1/changes/stream?since=0");
+    let resume_url = proc.url("/v1/changes/stream");
+    let (first, resumed) = tokio::task::spawn_blocking(move || {
+        let first = Command::new("curl")
+            .args(["-sN", "--max-time", "2", &url])
+            .output()
+            .unwrap();
+        let resumed = Command::new("curl")
+            .args(["-sN", "--max-time", "2", "-H", "Last-Event-ID: 2", &resume_url])
+            .output()
+            .unwrap();
+        (first, resumed)
+    })
+    .await
+    .unwrap();
+    let first = String::from_utf8(first.stdout).unwrap();
+    let resumed = String::from_utf8(resumed.stdout).unwrap();
+    for id in 1..=4 {
+        assert!(first.contains(&format!("id: {id}\ndata: {{")), "{first}");
+    }
+    assert!(!resumed.contains("id: 2\ndata"), "{resumed}");
+    assert!(resumed.contains("id: 3\ndata") && resumed.contains("id: 4\ndata"), "{resumed}");
+}
