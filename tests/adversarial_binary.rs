@@ -624,3 +624,20 @@ async fn curl_reads_and_resumes_the_stream() {
     assert!(!resumed.contains("id: 2\ndata"), "{resumed}");
     assert!(resumed.contains("id: 3\ndata") && resumed.contains("id: 4\ndata"), "{resumed}");
 }
+
+/// The log written to a file (or journald, or a pipe) is plain text:
+/// no terminal colour escapes an operator must strip to grep it.
+#[test]
+#[ignore = "defect: the server log written to a non-terminal stderr is full of ANSI colour escapes"]
+fn the_log_is_plain_text_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("tidefeed.log");
+    let proc = Proc::start(&data, &log, &[], &[]);
+    proc.signal("TERM");
+    let mut proc = proc;
+    assert!(proc.wait_timeout(PATIENCE).is_some_and(|s| s.success()));
+    let text = proc.log_text();
+    assert!(text.contains("storage engine ready"), "{text}");
+    assert!(!text.contains('\u{1b}'), "escape codes in the log: {text:?}");
+}
