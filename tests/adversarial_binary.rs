@@ -641,3 +641,97 @@ fn the_log_is_plain_text_when_stderr_is_not_a_terminal() {
     assert!(text.contains("storage engine ready"), "{text}");
     assert!(!text.contains('\u{1b}'), "escape codes in the log: {text:?}");
 }
+
+/// A clean restart resumes durable consumers exactly where they were
+/// acknowledged (a lost ack may only retain more after a crash, never on
+/// SIGTERM); after SIGKILL the position is between creation and the ack,
+/// and streaming as the consumer delivers everything after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_resume_after_sigterm_exactly_and_after_sigkill_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("tidefeed.log");
+    let client = reqwest::Client::new();
+    let proc = Proc::start(&data, &log, &[], &[]);
+    let response = client
+        .put(proc.url("/v1/tables/t"))
+        .json(&json!({"columns": [{"name": "id", "type": "int64"}], "primary_key": ["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let response = client
+        .put(proc.url("/v1/consumers/c"))
+        .json(&json!({"position": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    for id in 1..=10 {
+        let response = client
+            .put(proc.url(&format!("/v1/tables/t/rows/{id}")))
+            .json(&json!({"id": id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let response = client
+        .post(proc.url("/v1/consumers/c/ack"))
+        .json(&json!({"seq": 7}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    proc.signal("TERM");
+    let (status, _, proc) = wait_exit(proc, PATIENCE).await;
+    assert!(status.is_some_and(|s| s.success()));
+    drop(proc);
+    let mut proc = Proc::start(&data, &log, &[], &[]);
+    let consumer: Json = client
+        .get(proc.url("/v1/consumers/c"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(consumer["position"], 7, "after SIGTERM: {consumer}");
+    // Ack further, then SIGKILL.
+    let response = client
+        .post(proc.url("/v1/consumers/c/ack"))
+        .json(&json!({"seq": 9}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    proc.child.kill().unwrap();
+    proc.child.wait().unwrap();
+    drop(proc);
+    let proc = Proc::start(&data, &log, &[], &[]);
+    let consumer: Json = client
+        .get(proc.url("/v1/consumers/c"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let position = consumer["position"].as_u64().unwrap();
+    assert!((7..=9).contains(&position), "after SIGKILL: {consumer}");
+    let mut stream = Sse::new(
+        client
+            .get(proc.url("/v1/changes/stream?consumer=c"))
+            .send()
+            .await
+            .unwrap(),
+    );
+    let mut next = position + 1;
+    while next <= 10 {
+        let event = stream.next(PATIENCE).await.expect("open");
+        if event.event == "message" {
+            assert_eq!(event.id, next.to_string());
+            next += 1;
+        }
+    }
+}
