@@ -721,3 +721,74 @@ async fn an_unreadable_last_event_id_is_a_bad_header() {
     let (status, body) = json_of(response).await;
     assert_error(status, &body, 400, "bad_header");
 }
+
+/// A snapshot read slowly while every row is rewritten and retention
+/// releases the history below the new head: the rows it sends are all as
+/// of S (never a later version), or it ends with an error event; it never
+/// mixes states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_snapshot_overtaken_by_retention_never_mixes_states() {
+    let server = Server::start_with(
+        |options| options.history_window = Some(Duration::ZERO),
+        |_| {},
+    )
+    .await;
+    create_texts(&server).await;
+    let payload = "s".repeat(4 * 1024);
+    let rows = 1500;
+    for i in 0..rows {
+        let (status, _) = server
+            .put(
+                &format!("/v1/tables/texts/rows/{i:05}"),
+                json!({"k": format!("{i:05}"), "s": format!("before{payload}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut stream = server.stream("snapshot=true", None).await;
+    let first = stream.next().await.unwrap();
+    let first: Json = serde_json::from_str(&first.data).unwrap();
+    let snapshot_seq = first["seq"].as_u64().unwrap();
+    // Rewrite everything and release history past S.
+    for i in 0..rows {
+        let (status, _) = server
+            .put(
+                &format!("/v1/tables/texts/rows/{i:05}"),
+                json!({"k": format!("{i:05}"), "s": format!("after{payload}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    server
+        .blocking(|engine| {
+            engine.flush().unwrap();
+            engine.compact().unwrap();
+        })
+        .await;
+    assert!(server.engine.low_water() > snapshot_seq);
+    let mut count = 1;
+    loop {
+        let event = stream.next().await.expect("open");
+        match event.event.as_str() {
+            "message" => {
+                let data: Json = serde_json::from_str(&event.data).unwrap();
+                assert_eq!(data["op"], "read", "{}", &event.data[..200.min(event.data.len())]);
+                assert_eq!(data["seq"], snapshot_seq);
+                let s = data["after"]["s"].as_str().unwrap();
+                assert!(s.starts_with("before"), "a snapshot row from after S");
+                count += 1;
+            }
+            "resolved" => {
+                assert_eq!(count, rows, "a complete snapshot");
+                assert_eq!(event.id, snapshot_seq.to_string());
+                break;
+            }
+            "error" => {
+                let error: Json = serde_json::from_str(&event.data).unwrap();
+                assert_eq!(error["error"]["code"], "history_lost", "{error}");
+                break;
+            }
+            other => panic!("{other}"),
+        }
+    }
+}
