@@ -13,13 +13,18 @@ use crate::common::{assert_error, enc, json_of, Server};
 /// Sends raw bytes on a fresh connection and returns (status, headers
 /// text, body text) of the response.
 pub async fn raw(server: &Server, request: &[u8]) -> (u16, String, String) {
+    raw_for(server, request, Duration::from_secs(10)).await
+}
+
+/// [`raw`], reading for at most `patience` (for keep-alive connections).
+pub async fn raw_for(server: &Server, request: &[u8], patience: Duration) -> (u16, String, String) {
     let addr = server.base.trim_start_matches("http://").to_owned();
     let request = request.to_vec();
     let out = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut socket = std::net::TcpStream::connect(addr).unwrap();
         socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(patience))
             .unwrap();
         let _ = socket.write_all(&request);
         let mut out = Vec::new();
@@ -622,4 +627,76 @@ async fn bytes_keys_round_trip_through_paths_and_pages() {
     let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     expected.sort_by_key(|k| decode(k));
     assert_eq!(got, expected);
+}
+
+/// A request refused before its body is read (413 by length, 415, 401,
+/// 404, 405) must not leave the body's bytes to be parsed as the next
+/// request on the same connection: a body that holds a request line is
+/// data, never a second request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_body_is_never_parsed_as_a_request() {
+    use tidefeed_http::{Scope, TokenRule, TokenSecret};
+    for with_token in [false, true] {
+        let server = Server::start_with(
+            |_| {},
+            |options| {
+                options.max_body_bytes = 1024;
+                if with_token {
+                    options.tokens = vec![TokenRule {
+                        secret: TokenSecret::Plain("t".into()),
+                        scopes: vec![Scope::Read, Scope::Write, Scope::Admin],
+                        tables: None,
+                    }];
+                }
+            },
+        )
+        .await;
+        let mut server = server;
+        if with_token {
+            server.token = Some("t".into());
+        }
+        server.create_users().await;
+        server.put_user(1, "victim").await;
+        let smuggled = "DELETE /v1/tables/users/rows/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Length: 0\r\n\r\n";
+        let cases: Vec<(&str, &str, usize)> = vec![
+            ("PUT", "application/json", 2000),     // 413 by length
+            ("PUT", "text/plain", 200),            // 415
+            ("PUT", "application/json", 200),      // 401 when tokens are on
+            ("POST", "application/json", 200),    // 405 (POST on a row)
+        ];
+        for (method, content_type, length) in cases {
+            let mut body = smuggled.to_owned();
+            while body.len() < length {
+                body.push(' ');
+            }
+            let path = "/v1/tables/users/rows/1";
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            // Keep-alive: no Connection: close, so a second response would
+            // come on this connection.
+            let (status, head, rest) = raw_for(&server, request.as_bytes(), Duration::from_millis(800)).await;
+            assert!(status >= 400, "{head}");
+            assert!(
+                !rest.contains("HTTP/1.1 200"),
+                "a second response on the connection: {rest:?}"
+            );
+            let (status, row) = server.get("/v1/tables/users/rows/1").await;
+            assert_eq!(
+                (status, &row["email"]),
+                (StatusCode::OK, &json!("victim")),
+                "{method} {content_type} {length}: the body ran as a request"
+            );
+        }
+        // And the plain 404 route.
+        let body = smuggled;
+        let request = format!(
+            "PUT /v1/nope HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = raw_for(&server, request.as_bytes(), Duration::from_millis(800)).await;
+        let (status, _) = server.get("/v1/tables/users/rows/1").await;
+        assert_eq!(status, StatusCode::OK, "the body of a 404 ran as a request");
+    }
 }
