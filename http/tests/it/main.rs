@@ -4,6 +4,7 @@
 
 mod adversarial_auth;
 mod adversarial_concurrency;
+mod adversarial_core;
 mod adversarial_fuzz;
 mod adversarial_ops;
 mod adversarial_rows;
