@@ -543,3 +543,53 @@ async fn batches_at_their_limits() {
         }
     }
 }
+
+/// A pull page is bounded by events (`limit`, up to 1000) but not by
+/// bytes: with events near `max_event_bytes` (1 MiB by default) one
+/// request makes the server build a response of up to ~1 GiB in memory
+/// (twice: the encoded events and the body). Any read-scoped client can
+/// do it, and an honest poller with `limit=1000` on wide rows does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect: a pull page is bounded by event count, not bytes: limit=1000 with ~1 MiB events builds a ~1 GiB response in memory (40 x 900 KB rows give a 36 MB page); range pages likewise"]
+async fn a_pull_page_is_bounded_by_bytes() {
+    let server = Server::start().await;
+    let (status, _) = server
+        .put(
+            "/v1/tables/wide",
+            json!({"columns": [{"name": "id", "type": "int64"}, {"name": "v", "type": "string"}], "primary_key": ["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let wide = "w".repeat(900_000);
+    for id in 0..40 {
+        let (status, body) = server
+            .put(&format!("/v1/tables/wide/rows/{id}"), json!({"id": id, "v": wide}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let response = server
+        .request(Method::GET, "/v1/changes?since=0&limit=1000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.bytes().await.unwrap();
+    let page: Json = serde_json::from_slice(&body).unwrap();
+    assert!(page["changes"].as_array().unwrap().len() >= 1, "progress is still made");
+    // Range pages of rows: the same.
+    let rows = server
+        .request(Method::GET, "/v1/tables/wide/rows?limit=1000")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        body.len() <= 16 << 20 && rows.len() <= 16 << 20,
+        "one pull page is {} bytes ({} events); one range page is {} bytes",
+        body.len(),
+        page["changes"].as_array().unwrap().len(),
+        rows.len()
+    );
+}
