@@ -593,3 +593,119 @@ async fn a_pull_page_is_bounded_by_bytes() {
         rows.len()
     );
 }
+
+/// Every status a route actually answers (as counted by the server's own
+/// request metrics, over a spread of good and bad requests, with tokens
+/// configured) is documented for that operation in the OpenAPI document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect (low): the OpenAPI document omits statuses routes really answer: 401 on every secured route, 403 on most"]
+async fn every_status_a_route_answers_is_documented() {
+    use tidefeed_http::{Scope, TokenRule, TokenSecret};
+    let mut server = Server::start_with(
+        |options| options.history_window = Some(Duration::ZERO),
+        |options| {
+            options.max_body_bytes = 2048;
+            options.tokens = vec![
+                TokenRule {
+                    secret: TokenSecret::Plain("all".into()),
+                    scopes: vec![Scope::Read, Scope::Write, Scope::Admin],
+                    tables: None,
+                },
+                TokenRule {
+                    secret: TokenSecret::Plain("ro".into()),
+                    scopes: vec![Scope::Read],
+                    tables: Some(vec!["users".into()]),
+                },
+            ];
+        },
+    )
+    .await;
+    server.token = Some("all".into());
+    server.create_users().await;
+    for id in 1..=5 {
+        server.put_user(id, "a").await;
+    }
+    server
+        .blocking(|engine| {
+            engine.flush().unwrap();
+            engine.compact().unwrap();
+        })
+        .await;
+    let big = json!({"id": 1, "email": "x".repeat(4000)});
+    let paths_get = [
+        "/v1/tables", "/v1/tables/users", "/v1/tables/nope", "/v1/tables/Bad",
+        "/v1/tables/users/rows", "/v1/tables/users/rows?limit=0", "/v1/tables/users/rows?as_of=1",
+        "/v1/tables/users/rows/1", "/v1/tables/users/rows/99", "/v1/tables/users/rows/x",
+        "/v1/tables/users/rows/1?as_of=999", "/v1/changes?since=0", "/v1/changes?since=999",
+        "/v1/changes?since=5", "/v1/changes/stream?since=0", "/v1/changes/stream?since=999",
+        "/v1/changes/stream?tables=nope", "/v1/consumers", "/v1/consumers/nope", "/v1/status",
+        "/v1/openapi.json", "/metrics", "/healthz", "/readyz",
+    ];
+    for token in [Some("all"), Some("ro"), None, Some("bad")] {
+        server.token = token.map(str::to_owned);
+        for path in paths_get {
+            let response = server.request(Method::GET, path).send().await.unwrap();
+            drop(response);
+        }
+        let _ = server.put("/v1/tables/users/rows/1", json!({"id": 1})).await;
+        let _ = server.put("/v1/tables/users/rows/1", json!({"id": 2})).await;
+        let _ = server.put("/v1/tables/users/rows/1", big.clone()).await;
+        let _ = server.put("/v1/tables/nope/rows/1", json!({"id": 1})).await;
+        let _ = server
+            .request(Method::PUT, "/v1/tables/users/rows/1")
+            .header("if-match", "\"1\"")
+            .json(&json!({"id": 1}))
+            .send()
+            .await;
+        let _ = server
+            .request(Method::PUT, "/v1/tables/users/rows/1")
+            .header("if-match", "junk")
+            .json(&json!({"id": 1}))
+            .send()
+            .await;
+        let _ = server
+            .request(Method::PUT, "/v1/tables/users/rows/1")
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await;
+        let _ = server.call(Method::PATCH, "/v1/tables/users/rows/99", Some(json!({"email": "x"}))).await;
+        let _ = server.call(Method::DELETE, "/v1/tables/users/rows/99", None).await;
+        let _ = server.post("/v1/batch", json!({"ops": []})).await;
+        let _ = server.post("/v1/batch", json!({"ops": [{"op": "upsert", "table": "users", "row": big.clone()}]})).await;
+        let _ = server.put("/v1/tables/users", json!({"columns": [{"name": "id", "type": "string"}], "primary_key": ["id"]})).await;
+        let _ = server.put("/v1/tables/Bad", json!({"columns": [{"name": "id", "type": "string"}], "primary_key": ["id"]})).await;
+        let _ = server.call(Method::PUT, "/v1/consumers/c", None).await;
+        let _ = server.call(Method::PUT, "/v1/consumers/c", None).await;
+        let _ = server.put("/v1/consumers/d", json!({"position": 0})).await;
+        let _ = server.post("/v1/consumers/c/ack", json!({"seq": 999})).await;
+        let _ = server.post("/v1/consumers/nope/ack", json!({"seq": 1})).await;
+        let _ = server.call(Method::DELETE, "/v1/consumers/nope", None).await;
+    }
+    server.token = Some("all".into());
+    let (_, doc) = server.get("/v1/openapi.json").await;
+    let text = server
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut missing = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| l.starts_with("tidefeed_http_requests_total{")) {
+        let label = |name: &str| {
+            let start = line.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            line[start..start + line[start..].find('"').unwrap()].to_owned()
+        };
+        let (route, method, status) = (label("route"), label("method"), label("status"));
+        let operation = &doc["paths"][&route][method.to_ascii_lowercase()];
+        if !operation.is_object() {
+            continue;
+        }
+        if !operation["responses"][&status].is_object() {
+            missing.insert(format!("{method} {route} {status}"));
+        }
+    }
+    assert!(missing.is_empty(), "undocumented: {missing:#?}");
+}
