@@ -735,3 +735,72 @@ async fn consumers_resume_after_sigterm_exactly_and_after_sigkill_safely() {
         }
     }
 }
+
+/// Listening beyond loopback: allowed with `allow_insecure` or with
+/// tokens from the environment (as TOML), and then the tokens are
+/// enforced; health and metrics token options come through the
+/// environment too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_listen_and_tokens_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tidefeed.log");
+    let client = reqwest::Client::new();
+    let start_on_any = |data: &Path, env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tidefeed"));
+        command
+            .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+            .arg(data)
+            .env_remove("TIDEFEED_LOG")
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).unwrap());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        (child, line, stdout)
+    };
+    // allow_insecure.
+    let (mut child, line, _out) = start_on_any(
+        &dir.path().join("a"),
+        &[("TIDEFEED_SERVER__ALLOW_INSECURE", "true")],
+    );
+    assert!(line.starts_with("tidefeed ready: listen=0.0.0.0:"), "{line:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Tokens from the environment; health needs one too.
+    let (mut child, line, _out) = start_on_any(
+        &dir.path().join("b"),
+        &[
+            (
+                "TIDEFEED_AUTH__TOKENS",
+                "[{ token = \"envtoken\", scopes = [\"read\"] }]",
+            ),
+            ("TIDEFEED_SERVER__HEALTH_REQUIRE_TOKEN", "true"),
+        ],
+    );
+    assert!(line.starts_with("tidefeed ready: listen=0.0.0.0:"), "{line:?} {}", std::fs::read_to_string(&log).unwrap_or_default());
+    let port = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("listen=0.0.0.0:"))
+        .unwrap()
+        .to_owned();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    assert_eq!(client.get(url("/v1/tables")).send().await.unwrap().status(), 401);
+    assert_eq!(client.get(url("/healthz")).send().await.unwrap().status(), 401);
+    assert_eq!(client.get(url("/metrics")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client.get(url("/v1/tables")).bearer_auth("envtoken").send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        client.get(url("/healthz")).bearer_auth("envtoken").send().await.unwrap().status(),
+        200
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("envtoken"), "{text}");
+}
