@@ -700,3 +700,66 @@ async fn an_unread_body_is_never_parsed_as_a_request() {
         assert_eq!(status, StatusCode::OK, "the body of a 404 ran as a request");
     }
 }
+
+/// Clients that vanish mid-request (partial headers, partial bodies,
+/// mid-stream) leave the server serving, with no stream slot held and
+/// nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_vanish_mid_request_leave_the_server_healthy() {
+    let server = Server::start_with(
+        |_| {},
+        |options| {
+            options.max_streams = 4;
+            options.keep_alive_interval = Duration::from_millis(100);
+        },
+    )
+    .await;
+    server.create_users().await;
+    server.put_user(1, "a").await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let partials: Vec<Vec<u8>> = vec![
+        b"PUT /v1/tables/users/rows/2 HTTP/1.1\r\nHost: x\r\nContent-Ty".to_vec(),
+        b"PUT /v1/tables/users/rows/2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":2,".to_vec(),
+        b"PUT /v1/tables/users/rows/2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n{\"id\":2,\r\n".to_vec(),
+        b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"ops\":[".to_vec(),
+        b"GET /v1/changes/stream?since=0 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    ];
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        for round in 0..20 {
+            for partial in &partials {
+                let mut socket = std::net::TcpStream::connect(&addr).unwrap();
+                socket.write_all(partial).unwrap();
+                if round % 2 == 0 {
+                    // Read a little (the stream's first frame), then go.
+                    socket
+                        .set_read_timeout(Some(Duration::from_millis(20)))
+                        .unwrap();
+                    let mut buffer = [0u8; 64];
+                    let _ = socket.read(&mut buffer);
+                }
+                drop(socket);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = server.get("/v1/status").await;
+        assert_eq!(status, StatusCode::OK);
+        if body["open_streams"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "stream slots held: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.engine.visible_seq(), 1, "a vanished request wrote");
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        streams.push(server.stream("since=0", None).await);
+    }
+    for stream in &mut streams {
+        assert_eq!(stream.changes(1).await[0].0, "1");
+    }
+}
