@@ -709,3 +709,37 @@ async fn every_status_a_route_answers_is_documented() {
     }
     assert!(missing.is_empty(), "undocumented: {missing:#?}");
 }
+
+/// Idle expiry exists so a dead consumer cannot hold history forever. A
+/// consumer that is caught up holds nothing back; on a quiet system it
+/// has nothing to acknowledge, and must not be invalidated for that
+/// (its next change would otherwise end it with consumer_invalidated, and
+/// a consumer recreated "now" misses what was written in between).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect: idle expiry invalidates a durable consumer that is caught up (holds no history) merely because nothing was written for it to ack"]
+async fn a_caught_up_consumer_on_a_quiet_system_is_not_invalidated() {
+    let expiry = Duration::from_secs(2);
+    let server = Server::start_with(
+        |options| options.consumer_idle_expiry = Some(expiry),
+        |_| {},
+    )
+    .await;
+    server.create_users().await;
+    server.put_user(1, "a").await;
+    let (status, body) = server.call(Method::PUT, "/v1/consumers/quiet", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["lag"], 0);
+    let mut stream = server.stream("consumer=quiet", None).await;
+    tokio::time::sleep(expiry + Duration::from_millis(700)).await;
+    server.blocking(|engine| engine.compact().unwrap()).await;
+    let (_, info) = server.get("/v1/consumers/quiet").await;
+    assert_eq!(info["invalidated"], Json::Null, "{info}");
+    let seq = server.put_user(2, "b").await;
+    let event = loop {
+        let event = stream.next().await.expect("open");
+        if event.event != "resolved" {
+            break event;
+        }
+    };
+    assert_eq!((event.event.as_str(), event.id.as_str()), ("message", &*seq.to_string()), "{}", event.data);
+}
