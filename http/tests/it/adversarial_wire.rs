@@ -763,3 +763,52 @@ async fn clients_that_vanish_mid_request_leave_the_server_healthy() {
         assert_eq!(stream.changes(1).await[0].0, "1");
     }
 }
+
+/// `Expect: 100-continue` (curl sends it for bodies over 1 KiB): a body
+/// past the limit is refused at once with the JSON 413, before the client
+/// sends it; an acceptable one gets `100 Continue` and is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_is_answered_before_the_body() {
+    let server = Server::start_with(|_| {}, |options| options.max_body_bytes = 4096).await;
+    server.create_users().await;
+    let (status, head, body) = raw_for(
+        &server,
+        b"PUT /v1/tables/users/rows/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(status, 413, "{head} {body}");
+    assert!(is_json_error(&body), "{body}");
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut socket = std::net::TcpStream::connect(addr).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let body = br#"{"id":1,"email":"continued"}"#;
+        socket
+            .write_all(
+                format!(
+                    "PUT /v1/tables/users/rows/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        let mut first = [0u8; 64];
+        let n = socket.read(&mut first).unwrap();
+        let interim = String::from_utf8_lossy(&first[..n]).into_owned();
+        socket.write_all(body).unwrap();
+        let mut rest = Vec::new();
+        let _ = socket.read_to_end(&mut rest);
+        (interim, String::from_utf8_lossy(&rest).into_owned())
+    })
+    .await
+    .unwrap();
+    assert!(answer.0.starts_with("HTTP/1.1 100"), "{answer:?}");
+    assert!(
+        answer.0.contains("HTTP/1.1 200") || answer.1.contains("HTTP/1.1 200"),
+        "{answer:?}"
+    );
+    let (_, row) = server.get("/v1/tables/users/rows/1").await;
+    assert_eq!(row["email"], "continued");
+}
