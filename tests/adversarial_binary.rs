@@ -804,3 +804,31 @@ async fn insecure_listen_and_tokens_from_the_environment() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!text.contains("envtoken"), "{text}");
 }
+
+/// Idle keep-alive connections and finished streams do not hold shutdown
+/// to the grace period (10 s by default): SIGTERM exits promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_idle_connections_exits_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("tidefeed.log");
+    let proc = Proc::start(&data, &log, &[], &[]);
+    let clients: Vec<reqwest::Client> = (0..5).map(|_| reqwest::Client::new()).collect();
+    for client in &clients {
+        assert_eq!(client.get(proc.url("/healthz")).send().await.unwrap().status(), 200);
+    }
+    // An open stream that reads along.
+    let mut stream = Sse::new(
+        clients[0]
+            .get(proc.url("/v1/changes/stream"))
+            .send()
+            .await
+            .unwrap(),
+    );
+    proc.signal("TERM");
+    let event = stream.next(PATIENCE).await.expect("the error event");
+    assert_eq!(event.event, "error");
+    let (status, took, proc) = wait_exit(proc, PATIENCE).await;
+    assert!(status.is_some_and(|s| s.success()), "{}", proc.log_text());
+    assert!(took < Duration::from_secs(3), "took {took:?}; log: {}", proc.log_text());
+}
