@@ -220,3 +220,56 @@ async fn readers_never_see_half_a_batch() {
     writer.await.unwrap();
     assert!(checks > 5, "the reader ran only {checks} times");
 }
+
+/// Commit timestamps follow the commit order: under concurrent writers,
+/// `ts` (and Debezium `ts_ms`) never decrease with seq, and events of one
+/// batch share one commit time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_times_follow_seq_order() {
+    let server = Arc::new(Server::start().await);
+    server.create_users().await;
+    let mut tasks = Vec::new();
+    for task in 0..6i64 {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40i64 {
+                if i % 5 == 0 {
+                    let (status, _) = server
+                        .post(
+                            "/v1/batch",
+                            json!({"ops": [
+                                {"op": "upsert", "table": "users", "row": {"id": task * 1000 + i}},
+                                {"op": "upsert", "table": "users", "row": {"id": task * 1000 + i + 1}},
+                            ]}),
+                        )
+                        .await;
+                    assert_eq!(status, StatusCode::OK);
+                } else {
+                    server.put_user(task * 1000 + i, "a").await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (_, page) = server.get("/v1/changes?since=0&limit=1000").await;
+    let events = page["changes"].as_array().unwrap();
+    for pair in events.windows(2) {
+        let (a, b) = (pair[0]["ts"].as_str().unwrap(), pair[1]["ts"].as_str().unwrap());
+        assert!(a <= b, "ts goes back: {} at {} then {} at {}", a, pair[0]["seq"], b, pair[1]["seq"]);
+        if pair[0]["batch"]["first_seq"] == pair[1]["batch"]["first_seq"] {
+            assert_eq!(a, b, "one batch, two commit times");
+        }
+    }
+    let (_, page) = server
+        .get("/v1/changes?since=0&limit=1000&format=debezium")
+        .await;
+    let ts: Vec<u64> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["ts_ms"].as_u64().unwrap())
+        .collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]));
+}
