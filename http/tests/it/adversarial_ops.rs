@@ -743,3 +743,34 @@ async fn a_caught_up_consumer_on_a_quiet_system_is_not_invalidated() {
     };
     assert_eq!((event.event.as_str(), event.id.as_str()), ("message", &*seq.to_string()), "{}", event.data);
 }
+
+/// The served document passes an independent OpenAPI 3.1 validator
+/// (`openapi-spec-validator`, when installed; skipped otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_passes_an_independent_validator() {
+    let server = Server::start().await;
+    let text = server
+        .request(Method::GET, "/v1/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openapi.json");
+    std::fs::write(&path, text).unwrap();
+    let output = match Command::new("openapi-spec-validator").arg(&path).output() {
+        Ok(output) => output,
+        Err(error) => {
+            eprintln!("skipped: openapi-spec-validator is not installed ({error})");
+            return;
+        }
+    };
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
