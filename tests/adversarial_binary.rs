@@ -832,3 +832,40 @@ async fn sigterm_with_idle_connections_exits_promptly() {
     assert!(status.is_some_and(|s| s.success()), "{}", proc.log_text());
     assert!(took < Duration::from_secs(3), "took {took:?}; log: {}", proc.log_text());
 }
+
+/// A second server on the same data directory refuses to start, saying
+/// why, and the first one keeps serving untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("tidefeed.log");
+    let proc = Proc::start(&data, &log, &[], &[]);
+    let client = reqwest::Client::new();
+    let response = client
+        .put(proc.url("/v1/tables/t"))
+        .json(&json!({"columns": [{"name": "id", "type": "int64"}], "primary_key": ["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let output = Command::new(env!("CARGO_BIN_EXE_tidefeed"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("TIDEFEED_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "it announced readiness");
+    let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+    assert!(stderr.contains("lock") || stderr.contains("in use"), "{stderr}");
+    let response = client
+        .put(proc.url("/v1/tables/t/rows/1"))
+        .json(&json!({"id": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
