@@ -287,13 +287,24 @@ async fn sigterm_with_uncooperative_clients_exits_0_within_the_grace() {
 /// values it wrote, and the before-images chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_http_writes_survive_sigkill_exactly_once() {
+    writes_survive_sigkill(&[]).await;
+}
+
+/// In `async` durability a write is acknowledged after write(2): a process
+/// crash (not a power loss) loses none of them either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_durability_writes_survive_a_process_kill() {
+    writes_survive_sigkill(&[("TIDEFEED_STORAGE__DURABILITY", "async")]).await;
+}
+
+async fn writes_survive_sigkill(env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = dir.path().join("tidefeed.log");
     let client = reqwest::Client::new();
     let acked: Arc<Mutex<BTreeMap<u64, (i64, String)>>> = Arc::default();
     for round in 0..3 {
-        let mut proc = Proc::start(&data, &log, &[], &[]);
+        let mut proc = Proc::start(&data, &log, &[], env);
         if round == 0 {
             let response = client
                 .put(proc.url("/v1/tables/t"))
@@ -355,7 +366,7 @@ async fn acknowledged_http_writes_survive_sigkill_exactly_once() {
             writer.await.unwrap();
         }
     }
-    let proc = Proc::start(&data, &log, &[], &[]);
+    let proc = Proc::start(&data, &log, &[], env);
     let mut events = Vec::new();
     let mut since = 0;
     loop {
