@@ -881,3 +881,101 @@ async fn a_consumer_stream_honours_last_event_id_without_moving_the_consumer() {
     let (_, consumer) = server.get("/v1/consumers/w").await;
     assert_eq!(consumer["position"], 0, "the consumer moves only by acks");
 }
+
+/// Several EventSource-like clients at once (native and Debezium,
+/// filtered and not), each dropping its connection at random and
+/// resuming with its last id while writers write: each gets every
+/// matching change exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_resuming_at_random_each_get_everything_once() {
+    let server = std::sync::Arc::new(Server::start_with(
+        |options| options.memtable_bytes = 64 << 10,
+        |_| {},
+    )
+    .await);
+    server.create_users().await;
+    let writer = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            for i in 0..600i64 {
+                if i % 7 == 0 {
+                    let (status, _) = server
+                        .call(Method::DELETE, &format!("/v1/tables/users/rows/{}", i % 23), None)
+                        .await;
+                    assert!(status == StatusCode::OK || status == StatusCode::NOT_FOUND);
+                } else {
+                    server.put_user(i % 23, &format!("v{i}")).await;
+                }
+                if i % 150 == 0 {
+                    server.blocking(|engine| engine.flush().unwrap()).await;
+                }
+            }
+        })
+    };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for (n, query) in [
+        "format=native",
+        "format=debezium",
+        "ops=delete",
+        "ops=insert,update&format=debezium",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let server = server.clone();
+        let done = done.clone();
+        clients.push(tokio::spawn(async move {
+            let mut rng = 7919u64 * (n as u64 + 1);
+            let mut last_id = 0u64;
+            let mut seen = Vec::new();
+            loop {
+                let mut stream = server.stream(&format!("{query}&since=0"), Some(last_id)).await;
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let take = 1 + (rng >> 33) % 40;
+                let mut taken = 0;
+                while taken < take {
+                    let event = match tokio::time::timeout(Duration::from_secs(1), stream.next()).await {
+                        Ok(Some(event)) => event,
+                        _ => break,
+                    };
+                    let id: u64 = event.id.parse().unwrap();
+                    assert!(id >= last_id);
+                    if event.event == "message" {
+                        assert!(id > last_id, "{query}: {id} again");
+                        seen.push(id);
+                        taken += 1;
+                    }
+                    last_id = id;
+                }
+                if done.load(std::sync::atomic::Ordering::SeqCst)
+                    && server.engine.visible_seq() == last_id
+                {
+                    break;
+                }
+            }
+            (query, seen)
+        }));
+    }
+    writer.await.unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let head = server.engine.visible_seq();
+    for client in clients {
+        let (query, seen) = tokio::time::timeout(Duration::from_secs(120), client)
+            .await
+            .expect("the client finishes")
+            .unwrap();
+        let mut expected = Vec::new();
+        let mut since = 0;
+        while since < head {
+            let (_, page) = server
+                .get(&format!("/v1/changes?since={since}&limit=1000&{query}"))
+                .await;
+            expected.extend(page["changes"].as_array().unwrap().iter().map(|e| {
+                e["seq"].as_u64().or(e["source"]["seq"].as_u64()).unwrap()
+            }));
+            since = page["next"].as_u64().unwrap();
+        }
+        assert_eq!(seen, expected, "{query}");
+    }
+}
