@@ -464,6 +464,25 @@ async fn float_specials_round_trip_as_values_and_keys() {
         assert!(seen < 100);
     }
     assert_eq!(seen, values.len() + 4);
+    // Events carry the same forms, keys included, in both formats.
+    for format in ["native", "debezium"] {
+        let (_, page) = server
+            .get(&format!("/v1/changes?since=0&limit=1000&format={format}"))
+            .await;
+        let text = page.to_string();
+        for special in ["\"NaN\"", "\"Infinity\"", "\"-Infinity\""] {
+            assert!(text.contains(special), "{format}: {special} missing");
+        }
+        if format == "native" {
+            let keys: Vec<&Json> = page["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| &e["key"]["k"])
+                .collect();
+            assert!(keys.contains(&&json!("Infinity")) && keys.contains(&&json!("-Infinity")));
+        }
+    }
 }
 
 /// Timestamps: offsets, lower case, a space separator and short fractions
