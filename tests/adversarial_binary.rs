@@ -880,3 +880,87 @@ async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// Retention at zero, small memtables (so flushes and low-water moves
+/// happen), a durable consumer acking as it reads, and SIGKILL again and
+/// again: after every restart the consumer is valid and reads on from its
+/// position, without `history_lost` and without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_consumer_survives_repeated_sigkill_with_zero_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("tidefeed.log");
+    let env = [
+        ("TIDEFEED_FEED__RETENTION", "0s"),
+        ("TIDEFEED_STORAGE__MEMTABLE_SIZE", "64KiB"),
+        ("TIDEFEED_FEED__RESOLVED_INTERVAL", "50ms"),
+    ];
+    let client = reqwest::Client::new();
+    let payload = "p".repeat(2000);
+    let mut delivered: Vec<u64> = Vec::new();
+    for round in 0..6 {
+        let mut proc = Proc::start(&data, &log, &[], &env);
+        if round == 0 {
+            let response = client
+                .put(proc.url("/v1/tables/t"))
+                .json(&json!({"columns": [{"name": "id", "type": "int64"}, {"name": "v", "type": "string"}], "primary_key": ["id"]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+            let response = client.put(proc.url("/v1/consumers/c")).send().await.unwrap();
+            assert_eq!(response.status(), 201);
+        }
+        let info: Json = client
+            .get(proc.url("/v1/consumers/c"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info["invalidated"], Json::Null, "round {round}: {info}");
+        let position = info["position"].as_u64().unwrap();
+        // What was delivered after the last durable ack comes again.
+        delivered.retain(|&seq| seq <= position);
+        for i in 0..150 {
+            let response = client
+                .put(proc.url(&format!("/v1/tables/t/rows/{}", i % 40)))
+                .json(&json!({"id": i % 40, "v": payload}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        let response = client
+            .get(proc.url("/v1/changes/stream?consumer=c"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "round {round}: {}", response.text().await.unwrap());
+        let mut stream = Sse::new(response);
+        let head = 150 * (round + 1) as u64;
+        while delivered.last().copied().unwrap_or(position) < head {
+            let event = stream.next(PATIENCE).await.expect("open");
+            assert_ne!(event.event, "error", "round {round}: {}", event.data);
+            if event.event == "message" {
+                let seq: u64 = event.id.parse().unwrap();
+                let expected = delivered.last().copied().unwrap_or(position) + 1;
+                assert_eq!(seq, expected, "round {round}: a gap or repeat");
+                delivered.push(seq);
+                if seq % 25 == 0 {
+                    let response = client
+                        .post(proc.url("/v1/consumers/c/ack"))
+                        .json(&json!({"seq": seq}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 200);
+                }
+            }
+        }
+        drop(stream);
+        proc.child.kill().unwrap();
+        proc.child.wait().unwrap();
+    }
+}
