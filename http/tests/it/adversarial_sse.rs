@@ -979,3 +979,44 @@ async fn many_clients_resuming_at_random_each_get_everything_once() {
         assert_eq!(seen, expected, "{query}");
     }
 }
+
+/// Snapshot rows over the event size limit are sent key-only and flagged
+/// too (and Debezium's keep the key in `source.key` and an `after`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_snapshot_rows_are_key_only_and_flagged() {
+    let server = Server::start_with(|_| {}, |options| options.max_event_bytes = 2048).await;
+    create_texts(&server).await;
+    let (status, _) = server
+        .put("/v1/tables/texts/rows/big", json!({"k": "big", "s": "b".repeat(5000)}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .put("/v1/tables/texts/rows/small", json!({"k": "small", "s": "s"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for format in ["native", "debezium"] {
+        let mut stream = server.stream(&format!("snapshot=true&format={format}"), None).await;
+        let mut rows = Vec::new();
+        loop {
+            let event = stream.next().await.unwrap();
+            if event.event == "resolved" {
+                break;
+            }
+            assert!(event.data.len() <= 2048, "{format}: {} bytes", event.data.len());
+            rows.push(serde_json::from_str::<Json>(&event.data).unwrap());
+        }
+        assert_eq!(rows.len(), 2, "{format}");
+        let big = &rows[0];
+        if format == "native" {
+            assert_eq!(big["truncated"], true, "{big}");
+            assert_eq!(big["key"], json!({"k": "big"}));
+            assert_eq!(big["op"], "read");
+            assert!(rows[1]["truncated"].is_null() || rows[1]["truncated"] == false);
+        } else {
+            assert_eq!(big["source"]["key"], json!({"k": "big"}), "{big}");
+            assert_eq!(big["op"], "r");
+            assert!(!big["after"].is_null(), "{big}");
+            assert_eq!(rows[1]["source"]["snapshot"], "last");
+        }
+    }
+}
