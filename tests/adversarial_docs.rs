@@ -71,3 +71,17 @@ fn the_http_benchmark_and_its_figures_exist() {
     }
     assert!(missing.is_empty(), "missing: {missing:?}");
 }
+
+/// ARCHITECTURE.md's bird's-eye view must describe the code as it is.
+#[test]
+#[ignore = "defect (low): ARCHITECTURE.md's 'What exists today' says http is an empty crate and serve answers no requests"]
+fn architecture_does_not_describe_the_http_crate_as_empty() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ARCHITECTURE.md")).unwrap();
+    for stale in [
+        "`http` and `connectors` are empty crates",
+        "opens and recovers the engine but serves no requests yet",
+        "waits for SIGINT/SIGTERM, closes the engine.",
+    ] {
+        assert!(!text.contains(stale), "stale: {stale:?}");
+    }
+}
