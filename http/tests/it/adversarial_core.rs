@@ -263,3 +263,56 @@ async fn floats_round_trip_bit_for_bit_and_json_null_has_one_meaning() {
     assert_eq!(status, StatusCode::OK);
     let _: &Json = &page;
 }
+
+/// A write whose fsync failed was not acknowledged: no reader may see it —
+/// not a point read, not a page, not an open stream — and the streams
+/// open at the failure go on serving what was committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_failed_to_sync_is_never_visible() {
+    let faults = Arc::new(tidefeed_engine::FaultInjector::new());
+    let injected = faults.clone();
+    let server = Server::start_with(move |options| options.faults = Some(injected), |_| {}).await;
+    server.create_users().await;
+    let committed = server.put_user(1, "a").await;
+    let mut stream = server.stream(&format!("since={committed}"), None).await;
+    faults.fail_sync_after(1);
+    let (status, body) = server
+        .put("/v1/tables/users/rows/2", json!({"id": 2, "email": "lost"}))
+        .await;
+    assert_error(status, &body, 503, "engine_failed");
+    let (status, body) = server.get("/v1/tables/users/rows/2").await;
+    assert_error(status, &body, 404, "row_not_found");
+    let (status, page) = server.get(&format!("/v1/changes?since={committed}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["changes"], json!([]), "{page}");
+    assert_eq!(server.engine.visible_seq(), committed);
+    // The open stream delivers nothing of it within a few resolved rounds.
+    let deadline = std::time::Instant::now() + Duration::from_millis(800);
+    while std::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
+            Ok(Some(event)) => assert_ne!(event.event, "message", "{}", event.data),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    let mut fresh = server.stream("since=0", None).await;
+    assert_eq!(fresh.changes(1).await[0].0, committed.to_string());
+}
+
+/// "Internal errors are logged with detail and answered without it": a
+/// storage failure's answer tells every client the server's file paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect (low): the engine_failed answer tells any client the server's data directory and WAL file path"]
+async fn a_storage_failure_answer_does_not_reveal_server_paths() {
+    let faults = Arc::new(tidefeed_engine::FaultInjector::new());
+    let injected = faults.clone();
+    let server = Server::start_with(move |options| options.faults = Some(injected), |_| {}).await;
+    server.create_users().await;
+    faults.fail_sync_after(1);
+    let (status, body) = server
+        .put("/v1/tables/users/rows/2", json!({"id": 2}))
+        .await;
+    assert_error(status, &body, 503, "engine_failed");
+    let text = body.to_string();
+    assert!(!text.contains("/wal/") && !text.contains("/tmp/"), "{text}");
+}
