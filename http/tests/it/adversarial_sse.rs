@@ -1020,3 +1020,48 @@ async fn oversized_snapshot_rows_are_key_only_and_flagged() {
         }
     }
 }
+
+/// Fan-out at a moderate scale: 200 streams (mixed formats and filters)
+/// each receive every matching change of a burst, in order, and the
+/// writers are not slowed to a crawl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_streams_each_receive_the_whole_burst() {
+    let server = std::sync::Arc::new(Server::start().await);
+    server.create_users().await;
+    let mut streams = Vec::new();
+    for i in 0..200 {
+        let query = match i % 4 {
+            0 => "since=0",
+            1 => "since=0&format=debezium",
+            2 => "since=0&tables=users",
+            _ => "since=0&ops=insert",
+        };
+        streams.push((query, server.stream(query, None).await));
+    }
+    let started = Instant::now();
+    for id in 0..100 {
+        server.put_user(id % 60, "x").await;
+    }
+    let writes = started.elapsed();
+    assert!(writes < Duration::from_secs(30), "{writes:?}");
+    let mut readers = Vec::new();
+    for (query, mut stream) in streams {
+        readers.push(tokio::spawn(async move {
+            let expected: Vec<u64> = if query.contains("ops=insert") {
+                (1..=60).collect()
+            } else {
+                (1..=100).collect()
+            };
+            let got: Vec<u64> = stream
+                .changes(expected.len())
+                .await
+                .into_iter()
+                .map(|(id, _)| id.parse().unwrap())
+                .collect();
+            assert_eq!(got, expected, "{query}");
+        }));
+    }
+    for reader in readers {
+        reader.await.unwrap();
+    }
+}
