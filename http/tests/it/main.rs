@@ -2,6 +2,14 @@
 //! a real HTTP client, SSE read by a real SSE parser. One module per
 //! behaviour, one test binary.
 
+mod adversarial_auth;
+mod adversarial_concurrency;
+mod adversarial_core;
+mod adversarial_fuzz;
+mod adversarial_ops;
+mod adversarial_rows;
+mod adversarial_sse;
+mod adversarial_wire;
 mod auth;
 mod bad_input;
 mod batch;
