@@ -119,9 +119,7 @@ async fn concurrent_creates_have_one_creator() {
         }));
         let server = server.clone();
         tasks.push(tokio::spawn(async move {
-            let (status, body) = server
-                .call(Method::PUT, "/v1/consumers/c", None)
-                .await;
+            let (status, body) = server.call(Method::PUT, "/v1/consumers/c", None).await;
             (false, status, body)
         }));
     }
@@ -256,8 +254,18 @@ async fn commit_times_follow_seq_order() {
     let (_, page) = server.get("/v1/changes?since=0&limit=1000").await;
     let events = page["changes"].as_array().unwrap();
     for pair in events.windows(2) {
-        let (a, b) = (pair[0]["ts"].as_str().unwrap(), pair[1]["ts"].as_str().unwrap());
-        assert!(a <= b, "ts goes back: {} at {} then {} at {}", a, pair[0]["seq"], b, pair[1]["seq"]);
+        let (a, b) = (
+            pair[0]["ts"].as_str().unwrap(),
+            pair[1]["ts"].as_str().unwrap(),
+        );
+        assert!(
+            a <= b,
+            "ts goes back: {} at {} then {} at {}",
+            a,
+            pair[0]["seq"],
+            b,
+            pair[1]["seq"]
+        );
         if pair[0]["batch"]["first_seq"] == pair[1]["batch"]["first_seq"] {
             assert_eq!(a, b, "one batch, two commit times");
         }

@@ -65,7 +65,11 @@ async fn a_deleted_row_never_returns_after_partial_compactions() {
         assert_error(status, &body, 404, "row_not_found");
         let (_, page) = server.get("/v1/tables/users/rows?limit=1000").await;
         assert!(
-            page["rows"].as_array().unwrap().iter().all(|r| r["id"] != 1),
+            page["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["id"] != 1),
             "round {round}: row 1 is back in a range scan"
         );
     }
@@ -165,7 +169,9 @@ async fn json_at_the_depth_limit_is_readable_everywhere_and_past_it_refused() {
             .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(page["changes"].as_array().unwrap().len(), accepted);
-        let mut stream = server.stream(&format!("since=0&format={format}"), None).await;
+        let mut stream = server
+            .stream(&format!("since=0&format={format}"), None)
+            .await;
         stream.changes(accepted).await;
     }
 }
@@ -231,17 +237,27 @@ async fn floats_round_trip_bit_for_bit_and_json_null_has_one_meaning() {
     for (id, f) in &values {
         let (_, row) = server.get(&format!("/v1/tables/nums/rows/{id}")).await;
         assert_eq!(row["f"].as_f64().unwrap().to_bits(), f.to_bits(), "{f:e}");
-        assert_eq!(row["j"]["x"].as_f64().unwrap().to_bits(), f.to_bits(), "{f:e}");
+        assert_eq!(
+            row["j"]["x"].as_f64().unwrap().to_bits(),
+            f.to_bits(),
+            "{f:e}"
+        );
     }
     let (_, page) = server.get("/v1/changes?since=0&limit=1000").await;
     for (event, (_, f)) in page["changes"].as_array().unwrap().iter().zip(&values) {
         assert_eq!(event["after"]["f"].as_f64().unwrap().to_bits(), f.to_bits());
-        assert_eq!(event["after"]["j"]["list"][0].as_f64().unwrap().to_bits(), f.to_bits());
+        assert_eq!(
+            event["after"]["j"]["list"][0].as_f64().unwrap().to_bits(),
+            f.to_bits()
+        );
     }
     // JSON null in the non-nullable json column.
     let before = server.engine.visible_seq();
     let (status, body) = server
-        .put("/v1/tables/nums/rows/9999", json!({"id": 9999, "f": 1.0, "j": null}))
+        .put(
+            "/v1/tables/nums/rows/9999",
+            json!({"id": 9999, "f": 1.0, "j": null}),
+        )
         .await;
     if status == StatusCode::OK {
         let (status, row) = server.get("/v1/tables/nums/rows/9999").await;
@@ -256,7 +272,11 @@ async fn floats_round_trip_bit_for_bit_and_json_null_has_one_meaning() {
     }
     // Patching it to null is the same decision.
     let (status, body) = server
-        .call(Method::PATCH, "/v1/tables/nums/rows/0", Some(json!({"j": null})))
+        .call(
+            Method::PATCH,
+            "/v1/tables/nums/rows/0",
+            Some(json!({"j": null})),
+        )
         .await;
     assert_error(status, &body, 400, "invalid_row");
     let (status, page) = server.get("/v1/changes?since=0&limit=1000").await;

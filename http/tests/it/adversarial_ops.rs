@@ -53,22 +53,35 @@ async fn activity(server: &Server, round: u64) {
     }
     for i in 0..10 {
         let _ = server
-            .get(&format!("/v1/tables/users/rows/{}", 1_000_000 + round * 100 + i))
+            .get(&format!(
+                "/v1/tables/users/rows/{}",
+                1_000_000 + round * 100 + i
+            ))
             .await;
         let _ = server.get(&format!("/v1/random-{round}-{i}/x")).await;
         let _ = server
-            .call(Method::DELETE, &format!("/v1/tables/users/rows/9{round}{i}"), None)
+            .call(
+                Method::DELETE,
+                &format!("/v1/tables/users/rows/9{round}{i}"),
+                None,
+            )
             .await;
     }
     let name = format!("c{round}");
-    let (status, _) = server.call(Method::PUT, &format!("/v1/consumers/{name}"), None).await;
+    let (status, _) = server
+        .call(Method::PUT, &format!("/v1/consumers/{name}"), None)
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    let _ = server.post(&format!("/v1/consumers/{name}/ack"), json!({"seq": 1})).await;
+    let _ = server
+        .post(&format!("/v1/consumers/{name}/ack"), json!({"seq": 1}))
+        .await;
     let mut stream = server.stream("since=0", None).await;
     stream.changes(3).await;
     drop(stream);
     if round % 2 == 0 {
-        let (status, _) = server.call(Method::DELETE, &format!("/v1/consumers/{name}"), None).await;
+        let (status, _) = server
+            .call(Method::DELETE, &format!("/v1/consumers/{name}"), None)
+            .await;
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
 }
@@ -91,7 +104,12 @@ async fn metrics_pass_promtool_with_bounded_labels_and_monotonic_counters() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool is installed");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
@@ -122,7 +140,10 @@ async fn metrics_pass_promtool_with_bounded_labels_and_monotonic_counters() {
     .into();
     for series in samples(&text).keys() {
         assert!(series.starts_with("tidefeed_"), "{series}");
-        assert!(!series.contains("random-"), "a raw path as a label: {series}");
+        assert!(
+            !series.contains("random-"),
+            "a raw path as a label: {series}"
+        );
         assert!(!series.contains("1000000"), "a key as a label: {series}");
         if let Some(start) = series.find("route=\"") {
             let rest = &series[start + 7..];
@@ -131,7 +152,10 @@ async fn metrics_pass_promtool_with_bounded_labels_and_monotonic_counters() {
         }
     }
     // Deleted consumers leave the lag gauge.
-    assert!(!text.contains("consumer=\"c0\""), "deleted consumer c0 still exported");
+    assert!(
+        !text.contains("consumer=\"c0\""),
+        "deleted consumer c0 still exported"
+    );
     assert!(text.contains("consumer=\"c1\""));
 
     // Counters never go down between scrapes.
@@ -155,7 +179,6 @@ async fn metrics_pass_promtool_with_bounded_labels_and_monotonic_counters() {
 
 /// Issue 8 promises these figures; each must be exported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: /metrics lacks memtable bytes, bytes per level, retained bytes and consumer lag in bytes (promised by issue 8)"]
 async fn metrics_export_every_promised_figure() {
     let server = Server::start().await;
     server.create_users().await;
@@ -165,14 +188,27 @@ async fn metrics_export_every_promised_figure() {
     let has = |pred: &dyn Fn(&str) -> bool| names.iter().any(|n| pred(n));
     let mut missing = Vec::new();
     for (what, ok) in [
-        ("memtable bytes", has(&|n| n.contains("memtable") && n.ends_with("_bytes"))),
+        (
+            "memtable bytes",
+            has(&|n| n.contains("memtable") && n.ends_with("_bytes")),
+        ),
         (
             "bytes per level",
-            text.lines().any(|l| l.contains("level=\"") && l.contains("_bytes")),
+            text.lines()
+                .any(|l| l.contains("level=\"") && l.contains("_bytes")),
         ),
-        ("retained bytes", has(&|n| n.contains("retained") && n.contains("bytes"))),
-        ("consumer lag bytes", has(&|n| n.contains("consumer_lag") && n.contains("bytes"))),
-        ("write latency", has(&|n| n.starts_with("tidefeed_write_duration_seconds"))),
+        (
+            "retained bytes",
+            has(&|n| n.contains("retained") && n.contains("bytes")),
+        ),
+        (
+            "consumer lag bytes",
+            has(&|n| n.contains("consumer_lag") && n.contains("bytes")),
+        ),
+        (
+            "write latency",
+            has(&|n| n.starts_with("tidefeed_write_duration_seconds")),
+        ),
         ("fsyncs", has(&|n| n.contains("fsync"))),
         ("group commit sizes", has(&|n| n.contains("commit"))),
         ("immutable memtables", has(&|n| n.contains("immutable"))),
@@ -184,12 +220,18 @@ async fn metrics_export_every_promised_figure() {
         ("low-water seq", has(&|n| n.contains("low_water"))),
         ("live subscribers", has(&|n| n.contains("subscribers"))),
         ("events sent", has(&|n| n.contains("events_sent"))),
-        ("SSE bytes", has(&|n| n.contains("sse") && n.contains("bytes"))),
+        (
+            "SSE bytes",
+            has(&|n| n.contains("sse") && n.contains("bytes")),
+        ),
         ("consumer lag seqs", has(&|n| n.contains("consumer_lag"))),
         ("consumers invalidated", has(&|n| n.contains("invalidated"))),
         ("oversized events", has(&|n| n.contains("oversized"))),
         ("requests", has(&|n| n.contains("http_requests"))),
-        ("request latency", has(&|n| n.contains("http_request_duration"))),
+        (
+            "request latency",
+            has(&|n| n.contains("http_request_duration")),
+        ),
     ] {
         if !ok {
             missing.push(what);
@@ -203,17 +245,37 @@ async fn the_openapi_document_is_openapi_3_1_and_complete() {
     let server = Server::start().await;
     let (status, doc) = server.get("/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        doc["openapi"]
+    );
     assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
     let expected: &[(&str, &str, &[&str])] = &[
         ("get", "/v1/tables", &["200"]),
         ("put", "/v1/tables/{table}", &["200", "201", "400", "409"]),
         ("get", "/v1/tables/{table}", &["200", "404"]),
         ("get", "/v1/tables/{table}/rows", &["200", "400", "410"]),
-        ("get", "/v1/tables/{table}/rows/{key}", &["200", "404", "410"]),
-        ("put", "/v1/tables/{table}/rows/{key}", &["200", "400", "412", "413", "415"]),
-        ("patch", "/v1/tables/{table}/rows/{key}", &["200", "404", "412"]),
-        ("delete", "/v1/tables/{table}/rows/{key}", &["200", "404", "412"]),
+        (
+            "get",
+            "/v1/tables/{table}/rows/{key}",
+            &["200", "404", "410"],
+        ),
+        (
+            "put",
+            "/v1/tables/{table}/rows/{key}",
+            &["200", "400", "412", "413", "415"],
+        ),
+        (
+            "patch",
+            "/v1/tables/{table}/rows/{key}",
+            &["200", "404", "412"],
+        ),
+        (
+            "delete",
+            "/v1/tables/{table}/rows/{key}",
+            &["200", "404", "412"],
+        ),
         ("post", "/v1/batch", &["200", "400", "413"]),
         ("get", "/v1/changes", &["200", "400", "410"]),
         ("get", "/v1/changes/stream", &["200", "400", "410", "503"]),
@@ -239,14 +301,22 @@ async fn the_openapi_document_is_openapi_3_1_and_complete() {
             );
         }
         if let Some(id) = operation["operationId"].as_str() {
-            assert!(operation_ids.insert(id.to_owned()), "duplicate operationId {id}");
+            assert!(
+                operation_ids.insert(id.to_owned()),
+                "duplicate operationId {id}"
+            );
         }
         // Path parameters are declared.
         for name in ["table", "key", "name"] {
             if path.contains(&format!("{{{name}}}")) {
-                let params = operation["parameters"].as_array().cloned().unwrap_or_default();
+                let params = operation["parameters"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 assert!(
-                    params.iter().any(|p| p["name"] == name && p["in"] == "path" && p["required"] == true),
+                    params
+                        .iter()
+                        .any(|p| p["name"] == name && p["in"] == "path" && p["required"] == true),
                     "{method} {path}: path parameter {name} not declared"
                 );
             }
@@ -281,7 +351,10 @@ async fn the_openapi_document_is_openapi_3_1_and_complete() {
         for (_, op) in item.as_object().unwrap() {
             for requirement in op["security"].as_array().cloned().unwrap_or_default() {
                 for name in requirement.as_object().unwrap().keys() {
-                    assert!(schemes[name].is_object(), "security scheme {name} undefined");
+                    assert!(
+                        schemes[name].is_object(),
+                        "security scheme {name} undefined"
+                    );
                 }
             }
         }
@@ -325,12 +398,11 @@ async fn body_and_engine_limits_hold_at_their_boundaries() {
                 .request(Method::PUT, "/v1/tables/users/rows/1")
                 .header("content-type", "application/json");
             let request = if chunked {
-                let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body
-                    .as_bytes()
-                    .chunks(7)
-                    .map(|c| Ok(c.to_vec()))
-                    .collect();
-                request.body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+                let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                    body.as_bytes().chunks(7).map(|c| Ok(c.to_vec())).collect();
+                request.body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                    chunks,
+                )))
             } else {
                 request.body(body)
             };
@@ -355,7 +427,10 @@ async fn body_and_engine_limits_hold_at_their_boundaries() {
             json!({"k": big_key}),
         )
         .await;
-    assert!(status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::BAD_REQUEST,
+        "{body}"
+    );
     assert!(body["error"]["code"].is_string());
     let (status, body) = server
         .post(
@@ -385,7 +460,10 @@ async fn body_and_engine_limits_hold_at_their_boundaries() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, body) = server
-        .put("/v1/tables/names/rows/a", json!({"k": "a", "v": "v".repeat(5000)}))
+        .put(
+            "/v1/tables/names/rows/a",
+            json!({"k": "a", "v": "v".repeat(5000)}),
+        )
         .await;
     assert_error(status, &body, 413, "payload_too_large");
     assert!(body["error"]["limit_name"].is_string(), "{body}");
@@ -446,10 +524,22 @@ async fn durable_consumer_edges() {
     let head = server.engine.visible_seq();
     // Names: 64 characters fine, 65 not; dot names refused, even encoded.
     let long = "c".repeat(64);
-    let (status, body) = server.call(Method::PUT, &format!("/v1/consumers/{long}"), None).await;
+    let (status, body) = server
+        .call(Method::PUT, &format!("/v1/consumers/{long}"), None)
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    for name in ["c".repeat(65), "%2E".into(), "%2E%2E".into(), "a%2Fb".into(), "A".into(), "%C3%A9".into(), "a%00".into()] {
-        let (status, body) = server.call(Method::PUT, &format!("/v1/consumers/{name}"), None).await;
+    for name in [
+        "c".repeat(65),
+        "%2E".into(),
+        "%2E%2E".into(),
+        "a%2Fb".into(),
+        "A".into(),
+        "%C3%A9".into(),
+        "a%00".into(),
+    ] {
+        let (status, body) = server
+            .call(Method::PUT, &format!("/v1/consumers/{name}"), None)
+            .await;
         assert!(
             status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
             "{name}: {status} {body}"
@@ -463,19 +553,31 @@ async fn durable_consumer_edges() {
     assert_eq!(body["lag"], head - 1);
     let (status, body) = server.put("/v1/consumers/c", json!({"position": 1})).await;
     assert_error(status, &body, 409, "consumer_exists");
-    let (status, body) = server.put("/v1/consumers/d", json!({"position": head + 1})).await;
+    let (status, body) = server
+        .put("/v1/consumers/d", json!({"position": head + 1}))
+        .await;
     assert_error(status, &body, 400, "future_seq");
     let (status, body) = server.put("/v1/consumers/d", json!({"position": -1})).await;
     assert_error(status, &body, 400, "invalid_json");
     let (status, body) = server.put("/v1/consumers/d", json!({"bogus": 1})).await;
     assert_error(status, &body, 400, "invalid_json");
     // Ack: forward only, never past the head.
-    let (status, body) = server.post("/v1/consumers/c/ack", json!({"seq": head + 1})).await;
+    let (status, body) = server
+        .post("/v1/consumers/c/ack", json!({"seq": head + 1}))
+        .await;
     assert_error(status, &body, 400, "future_seq");
     let (status, body) = server.post("/v1/consumers/c/ack", json!({"seq": 2})).await;
-    assert_eq!((status, &body["position"]), (StatusCode::OK, &json!(2)), "{body}");
+    assert_eq!(
+        (status, &body["position"]),
+        (StatusCode::OK, &json!(2)),
+        "{body}"
+    );
     let (status, body) = server.post("/v1/consumers/c/ack", json!({"seq": 1})).await;
-    assert_eq!((status, &body["position"]), (StatusCode::OK, &json!(2)), "{body}");
+    assert_eq!(
+        (status, &body["position"]),
+        (StatusCode::OK, &json!(2)),
+        "{body}"
+    );
     let (status, body) = server.post("/v1/consumers/c/ack", json!({})).await;
     assert_error(status, &body, 400, "invalid_json");
     // A consumer stream starts after the ack; Last-Event-ID does not move it.
@@ -501,7 +603,11 @@ async fn durable_consumer_edges() {
     assert_error(status, &body, 404, "consumer_not_found");
     // Re-created: a fresh position (the head), not the old one.
     let (status, body) = server.call(Method::PUT, "/v1/consumers/c", None).await;
-    assert_eq!((status, &body["position"]), (StatusCode::CREATED, &json!(head)), "{body}");
+    assert_eq!(
+        (status, &body["position"]),
+        (StatusCode::CREATED, &json!(head)),
+        "{body}"
+    );
 }
 
 /// Batches at the operation limit and near the default body limit: the
@@ -517,15 +623,27 @@ async fn batches_at_their_limits() {
     };
     let limit = tidefeed_engine::MAX_BATCH_OPS;
     let (status, body) = server.post("/v1/batch", ops(limit + 1, 0)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", body.to_string().chars().take(300).collect::<String>());
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        body.to_string().chars().take(300).collect::<String>()
+    );
     assert_eq!(body["error"]["limit"], limit);
     assert_eq!(server.engine.visible_seq(), 0);
     let started = std::time::Instant::now();
     let (status, body) = server.post("/v1/batch", ops(limit, 0)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((body["first_seq"].as_u64(), body["last_seq"].as_u64()), (Some(1), Some(limit as u64)));
+    assert_eq!(
+        (body["first_seq"].as_u64(), body["last_seq"].as_u64()),
+        (Some(1), Some(limit as u64))
+    );
     assert_eq!(body["results"].as_array().unwrap().len(), limit);
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     // ~8 MiB: fewer ops with big rows, under the op limit.
     let big = "x".repeat(820);
     let body = json!({"ops": (0..9000).map(|i| json!({"op": "upsert", "table": "users", "row": {"id": 100_000 + i, "email": big}})).collect::<Vec<_>>()});
@@ -534,7 +652,11 @@ async fn batches_at_their_limits() {
     let before = server.engine.visible_seq();
     let started = std::time::Instant::now();
     let (status, answer) = server.post("/v1/batch", body).await;
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     match status {
         StatusCode::OK => assert_eq!(server.engine.visible_seq(), before + 9000),
         _ => {
@@ -563,7 +685,10 @@ async fn a_pull_page_is_bounded_by_bytes() {
     let wide = "w".repeat(900_000);
     for id in 0..40 {
         let (status, body) = server
-            .put(&format!("/v1/tables/wide/rows/{id}"), json!({"id": id, "v": wide}))
+            .put(
+                &format!("/v1/tables/wide/rows/{id}"),
+                json!({"id": id, "v": wide}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
@@ -575,7 +700,10 @@ async fn a_pull_page_is_bounded_by_bytes() {
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.bytes().await.unwrap();
     let page: Json = serde_json::from_slice(&body).unwrap();
-    assert!(page["changes"].as_array().unwrap().len() >= 1, "progress is still made");
+    assert!(
+        page["changes"].as_array().unwrap().len() >= 1,
+        "progress is still made"
+    );
     // Range pages of rows: the same.
     let rows = server
         .request(Method::GET, "/v1/tables/wide/rows?limit=1000")
@@ -633,13 +761,30 @@ async fn every_status_a_route_answers_is_documented() {
         .await;
     let big = json!({"id": 1, "email": "x".repeat(4000)});
     let paths_get = [
-        "/v1/tables", "/v1/tables/users", "/v1/tables/nope", "/v1/tables/Bad",
-        "/v1/tables/users/rows", "/v1/tables/users/rows?limit=0", "/v1/tables/users/rows?as_of=1",
-        "/v1/tables/users/rows/1", "/v1/tables/users/rows/99", "/v1/tables/users/rows/x",
-        "/v1/tables/users/rows/1?as_of=999", "/v1/changes?since=0", "/v1/changes?since=999",
-        "/v1/changes?since=5", "/v1/changes/stream?since=0", "/v1/changes/stream?since=999",
-        "/v1/changes/stream?tables=nope", "/v1/consumers", "/v1/consumers/nope", "/v1/status",
-        "/v1/openapi.json", "/metrics", "/healthz", "/readyz",
+        "/v1/tables",
+        "/v1/tables/users",
+        "/v1/tables/nope",
+        "/v1/tables/Bad",
+        "/v1/tables/users/rows",
+        "/v1/tables/users/rows?limit=0",
+        "/v1/tables/users/rows?as_of=1",
+        "/v1/tables/users/rows/1",
+        "/v1/tables/users/rows/99",
+        "/v1/tables/users/rows/x",
+        "/v1/tables/users/rows/1?as_of=999",
+        "/v1/changes?since=0",
+        "/v1/changes?since=999",
+        "/v1/changes?since=5",
+        "/v1/changes/stream?since=0",
+        "/v1/changes/stream?since=999",
+        "/v1/changes/stream?tables=nope",
+        "/v1/consumers",
+        "/v1/consumers/nope",
+        "/v1/status",
+        "/v1/openapi.json",
+        "/metrics",
+        "/healthz",
+        "/readyz",
     ];
     for token in [Some("all"), Some("ro"), None, Some("bad")] {
         server.token = token.map(str::to_owned);
@@ -647,8 +792,12 @@ async fn every_status_a_route_answers_is_documented() {
             let response = server.request(Method::GET, path).send().await.unwrap();
             drop(response);
         }
-        let _ = server.put("/v1/tables/users/rows/1", json!({"id": 1})).await;
-        let _ = server.put("/v1/tables/users/rows/1", json!({"id": 2})).await;
+        let _ = server
+            .put("/v1/tables/users/rows/1", json!({"id": 1}))
+            .await;
+        let _ = server
+            .put("/v1/tables/users/rows/1", json!({"id": 2}))
+            .await;
         let _ = server.put("/v1/tables/users/rows/1", big.clone()).await;
         let _ = server.put("/v1/tables/nope/rows/1", json!({"id": 1})).await;
         let _ = server
@@ -669,18 +818,47 @@ async fn every_status_a_route_answers_is_documented() {
             .body("{}")
             .send()
             .await;
-        let _ = server.call(Method::PATCH, "/v1/tables/users/rows/99", Some(json!({"email": "x"}))).await;
-        let _ = server.call(Method::DELETE, "/v1/tables/users/rows/99", None).await;
+        let _ = server
+            .call(
+                Method::PATCH,
+                "/v1/tables/users/rows/99",
+                Some(json!({"email": "x"})),
+            )
+            .await;
+        let _ = server
+            .call(Method::DELETE, "/v1/tables/users/rows/99", None)
+            .await;
         let _ = server.post("/v1/batch", json!({"ops": []})).await;
-        let _ = server.post("/v1/batch", json!({"ops": [{"op": "upsert", "table": "users", "row": big.clone()}]})).await;
-        let _ = server.put("/v1/tables/users", json!({"columns": [{"name": "id", "type": "string"}], "primary_key": ["id"]})).await;
-        let _ = server.put("/v1/tables/Bad", json!({"columns": [{"name": "id", "type": "string"}], "primary_key": ["id"]})).await;
+        let _ = server
+            .post(
+                "/v1/batch",
+                json!({"ops": [{"op": "upsert", "table": "users", "row": big.clone()}]}),
+            )
+            .await;
+        let _ = server
+            .put(
+                "/v1/tables/users",
+                json!({"columns": [{"name": "id", "type": "string"}], "primary_key": ["id"]}),
+            )
+            .await;
+        let _ = server
+            .put(
+                "/v1/tables/Bad",
+                json!({"columns": [{"name": "id", "type": "string"}], "primary_key": ["id"]}),
+            )
+            .await;
         let _ = server.call(Method::PUT, "/v1/consumers/c", None).await;
         let _ = server.call(Method::PUT, "/v1/consumers/c", None).await;
         let _ = server.put("/v1/consumers/d", json!({"position": 0})).await;
-        let _ = server.post("/v1/consumers/c/ack", json!({"seq": 999})).await;
-        let _ = server.post("/v1/consumers/nope/ack", json!({"seq": 1})).await;
-        let _ = server.call(Method::DELETE, "/v1/consumers/nope", None).await;
+        let _ = server
+            .post("/v1/consumers/c/ack", json!({"seq": 999}))
+            .await;
+        let _ = server
+            .post("/v1/consumers/nope/ack", json!({"seq": 1}))
+            .await;
+        let _ = server
+            .call(Method::DELETE, "/v1/consumers/nope", None)
+            .await;
     }
     server.token = Some("all".into());
     let (_, doc) = server.get("/v1/openapi.json").await;
@@ -693,7 +871,10 @@ async fn every_status_a_route_answers_is_documented() {
         .await
         .unwrap();
     let mut missing = std::collections::BTreeSet::new();
-    for line in text.lines().filter(|l| l.starts_with("tidefeed_http_requests_total{")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("tidefeed_http_requests_total{"))
+    {
         let label = |name: &str| {
             let start = line.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
             line[start..start + line[start..].find('"').unwrap()].to_owned()
@@ -741,7 +922,12 @@ async fn a_caught_up_consumer_on_a_quiet_system_is_not_invalidated() {
             break event;
         }
     };
-    assert_eq!((event.event.as_str(), event.id.as_str()), ("message", &*seq.to_string()), "{}", event.data);
+    assert_eq!(
+        (event.event.as_str(), event.id.as_str()),
+        ("message", &*seq.to_string()),
+        "{}",
+        event.data
+    );
 }
 
 /// The served document passes an independent OpenAPI 3.1 validator

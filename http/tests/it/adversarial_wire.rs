@@ -23,9 +23,7 @@ pub async fn raw_for(server: &Server, request: &[u8], patience: Duration) -> (u1
     let out = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut socket = std::net::TcpStream::connect(addr).unwrap();
-        socket
-            .set_read_timeout(Some(patience))
-            .unwrap();
+        socket.set_read_timeout(Some(patience)).unwrap();
         let _ = socket.write_all(&request);
         let mut out = Vec::new();
         let _ = socket.read_to_end(&mut out);
@@ -127,7 +125,9 @@ async fn requests_hyper_refuses_still_get_json_errors() {
 async fn odd_paths_and_methods_get_json_errors() {
     let server = Server::start().await;
     server.create_users().await;
-    let long_key = "9".repeat(10_000);
+    // Long, but within the 8 KiB request head hyper accepts (longer heads
+    // get hyper's own empty 431: see requests_hyper_refuses_still_get_json_errors).
+    let long_key = "9".repeat(4_000);
     let cases: Vec<(&str, String, u16)> = vec![
         ("GET", "/v1/tables/".into(), 404),
         ("GET", "//v1/tables".into(), 404),
@@ -280,7 +280,7 @@ async fn wrong_json_bodies_are_400_and_write_nothing() {
         (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1.0}"#.into(), &["invalid_row"]),
         (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1e0}"#.into(), &["invalid_row"]),
         (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"age":9223372036854775808}"#.into(), &["invalid_row"]),
-        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"age":-9223372036854775809}"#.into(), &["invalid_row"]),
+        (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"age":-9223372036854775809}"#.into(), &["invalid_row", "invalid_json"]),
         (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"age":1e400}"#.into(), &["invalid_json", "invalid_row"]),
         (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"age":2.5}"#.into(), &["invalid_row"]),
         (Method::PUT, "/v1/tables/users/rows/1".to_string(), r#"{"id":1,"age":"NaN"}"#.into(), &["invalid_row"]),
@@ -355,11 +355,10 @@ async fn wrong_json_bodies_are_400_and_write_nothing() {
     assert_eq!(tables["tables"].as_array().unwrap().len(), 4, "{tables}");
 }
 
-/// A row object with the same column twice: the engine refuses duplicate
-/// columns, but the HTTP layer parses into a map that keeps the last one
-/// and silently drops the other.
+/// A row object with the same column twice is refused (as JSON whose
+/// meaning is ambiguous, naming the key), never parsed into a map that
+/// keeps the last one and silently drops the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: a row with a duplicate JSON key is accepted, the last value silently winning (the engine's Duplicate check is unreachable)"]
 async fn a_row_with_a_duplicate_column_is_refused() {
     let server = Server::start().await;
     server.create_users().await;
@@ -371,7 +370,14 @@ async fn a_row_with_a_duplicate_column_is_refused() {
         .await
         .unwrap();
     let (status, body) = json_of(response).await;
-    assert_error(status, &body, 400, "invalid_row");
+    assert_error(status, &body, 400, "invalid_json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"email\" appears twice"),
+        "{body}"
+    );
     assert_eq!(server.engine.visible_seq(), 0);
 }
 
@@ -383,11 +389,19 @@ async fn negative_zero_and_zero_are_one_float_key() {
     let (status, body) = server
         .put("/v1/tables/floats/rows/-0.0", json!({"k": -0.0, "v": 1.0}))
         .await;
-    assert_eq!((status, &body["op"]), (StatusCode::OK, &json!("insert")), "{body}");
+    assert_eq!(
+        (status, &body["op"]),
+        (StatusCode::OK, &json!("insert")),
+        "{body}"
+    );
     let (status, body) = server
         .put("/v1/tables/floats/rows/0", json!({"k": 0.0, "v": 2.0}))
         .await;
-    assert_eq!((status, &body["op"]), (StatusCode::OK, &json!("update")), "{body}");
+    assert_eq!(
+        (status, &body["op"]),
+        (StatusCode::OK, &json!("update")),
+        "{body}"
+    );
     // Path -0 with body 0 and vice versa are the same key, not a mismatch.
     let (status, body) = server
         .put("/v1/tables/floats/rows/-0", json!({"k": 0, "v": 3.0}))
@@ -425,7 +439,10 @@ async fn float_specials_round_trip_as_values_and_keys() {
     ];
     for (i, v) in values.iter().enumerate() {
         let (status, body) = server
-            .put(&format!("/v1/tables/floats/rows/{i}"), json!({"k": i, "v": v}))
+            .put(
+                &format!("/v1/tables/floats/rows/{i}"),
+                json!({"k": i, "v": v}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{v}: {body}");
         let (_, row) = server.get(&format!("/v1/tables/floats/rows/{i}")).await;
@@ -443,7 +460,9 @@ async fn float_specials_round_trip_as_values_and_keys() {
             .put(&format!("/v1/tables/floats/rows/{}", enc(key)), body)
             .await;
         assert_eq!(status, StatusCode::OK, "{key}: {response}");
-        let (status, _) = server.get(&format!("/v1/tables/floats/rows/{}", enc(key))).await;
+        let (status, _) = server
+            .get(&format!("/v1/tables/floats/rows/{}", enc(key)))
+            .await;
         assert_eq!(status, StatusCode::OK, "{key}");
     }
     // The range scan's `next` of a float key reads back as the same key.
@@ -542,7 +561,6 @@ async fn timestamp_keys_in_other_forms_are_the_same_key() {
 /// exactly must be refused, not silently rounded (an integer beyond u64
 /// comes back as a different number).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: a json column silently rounds integers beyond 64 bits (123456789012345678901234567890 reads back as 1.2345678901234568e+29)"]
 async fn json_columns_keep_big_integers_or_refuse_them() {
     let server = Server::start().await;
     floats_and_docs(&server).await;
@@ -591,7 +609,9 @@ async fn bytes_keys_round_trip_through_paths_and_pages() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
     // (base64, bytes) pairs chosen for '+', '/', '=' and high bytes.
-    let keys = ["AA==", "AAA=", "AAAA", "+/8=", "//79", "gA==", "/w==", "AP8H"];
+    let keys = [
+        "AA==", "AAA=", "AAAA", "+/8=", "//79", "gA==", "/w==", "AP8H",
+    ];
     for key in keys {
         let (status, body) = server
             .put(
@@ -621,7 +641,13 @@ async fn bytes_keys_round_trip_through_paths_and_pages() {
         };
         let (status, page) = server.get(&path).await;
         assert_eq!(status, StatusCode::OK, "{page}");
-        got.extend(page["rows"].as_array().unwrap().iter().map(|r| r["k"].as_str().unwrap().to_owned()));
+        got.extend(
+            page["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["k"].as_str().unwrap().to_owned()),
+        );
         match page["next"].as_str() {
             Some(n) => next = Some(n.to_owned()),
             None => break,
@@ -678,10 +704,10 @@ async fn an_unread_body_is_never_parsed_as_a_request() {
         server.put_user(1, "victim").await;
         let smuggled = "DELETE /v1/tables/users/rows/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Length: 0\r\n\r\n";
         let cases: Vec<(&str, &str, usize)> = vec![
-            ("PUT", "application/json", 2000),     // 413 by length
-            ("PUT", "text/plain", 200),            // 415
-            ("PUT", "application/json", 200),      // 401 when tokens are on
-            ("POST", "application/json", 200),    // 405 (POST on a row)
+            ("PUT", "application/json", 2000), // 413 by length
+            ("PUT", "text/plain", 200),        // 415
+            ("PUT", "application/json", 200),  // 401 when tokens are on
+            ("POST", "application/json", 200), // 405 (POST on a row)
         ];
         for (method, content_type, length) in cases {
             let mut body = smuggled.to_owned();
@@ -695,7 +721,8 @@ async fn an_unread_body_is_never_parsed_as_a_request() {
             );
             // Keep-alive: no Connection: close, so a second response would
             // come on this connection.
-            let (status, head, rest) = raw_for(&server, request.as_bytes(), Duration::from_millis(800)).await;
+            let (status, head, rest) =
+                raw_for(&server, request.as_bytes(), Duration::from_millis(800)).await;
             assert!(status >= 400, "{head}");
             assert!(
                 !rest.contains("HTTP/1.1 200"),
@@ -770,7 +797,10 @@ async fn clients_that_vanish_mid_request_leave_the_server_healthy() {
         if body["open_streams"] == 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "stream slots held: {body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stream slots held: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(server.engine.visible_seq(), 1, "a vanished request wrote");
