@@ -1061,7 +1061,7 @@ async fn a_durable_consumer_survives_repeated_sigkill_with_zero_retention() {
                 let expected = delivered.last().copied().unwrap_or(position) + 1;
                 assert_eq!(seq, expected, "round {round}: a gap or repeat");
                 delivered.push(seq);
-                if seq % 25 == 0 {
+                if seq.is_multiple_of(25) {
                     let response = client
                         .post(proc.url("/v1/consumers/c/ack"))
                         .json(&json!({"seq": seq}))
