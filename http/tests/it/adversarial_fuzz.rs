@@ -114,7 +114,7 @@ async fn fuzzed_queries_never_answer_500_or_plain_text() {
         let mut request = server
             .request(Method::GET, &url)
             .timeout(Duration::from_secs(5));
-        if rng.next() % 4 == 0 {
+        if rng.next().is_multiple_of(4) {
             request = request.header(
                 "Last-Event-ID",
                 *rng.pick(&["", "0", "2", "99", "-1", "x", " 1 "]),
@@ -218,7 +218,7 @@ async fn fuzzed_bodies_never_answer_500() {
         if !content_type.is_empty() {
             request = request.header("content-type", content_type);
         }
-        if rng.next() % 5 == 0 {
+        if rng.next().is_multiple_of(5) {
             request = request.header(
                 "if-match",
                 *rng.pick(&["\"1\"", "\"2\"", "*", "x", "W/\"1\""]),

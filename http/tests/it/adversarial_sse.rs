@@ -237,11 +237,9 @@ async fn resume_many_times(query: &str, expect: impl Fn(&Json) -> bool) {
         let take = 1 + (rng >> 33) % 13;
         let mut taken = 0;
         while taken < take {
-            let Some(event) =
-                (match tokio::time::timeout(Duration::from_secs(2), stream.next()).await {
-                    Ok(event) => event,
-                    Err(_) => None,
-                })
+            let Some(event) = tokio::time::timeout(Duration::from_secs(2), stream.next())
+                .await
+                .unwrap_or_default()
             else {
                 break;
             };
