@@ -403,6 +403,19 @@ impl Consumers {
             .collect()
     }
 
+    /// Counts a consumer that has acknowledged everything up to `head` as
+    /// active now: with nothing to acknowledge it holds no history, and a
+    /// quiet log must not make it look idle. (In memory only: written with
+    /// the next ack; after a restart the next round touches it again.)
+    pub(crate) fn touch_caught_up(&self, head: Seq, now: i64) {
+        let mut state = self.lock();
+        for info in state.consumers.values_mut() {
+            if info.invalidated.is_none() && info.position >= head {
+                info.acked_micros = info.acked_micros.max(now);
+            }
+        }
+    }
+
     /// Valid consumers whose last ack is older than `horizon`, with the
     /// time of that ack.
     pub(crate) fn idle_before(&self, horizon: i64) -> Vec<(String, i64)> {

@@ -121,7 +121,7 @@ impl Shared {
         self.visible_tx.send_replace(seq);
     }
 
-    fn visible(&self) -> Seq {
+    pub(crate) fn visible(&self) -> Seq {
         self.visible_seq.load(Ordering::Acquire)
     }
 
@@ -665,6 +665,20 @@ impl Engine {
         limit: usize,
         at: Option<Seq>,
     ) -> Result<ScanPage> {
+        self.scan_within(table, range, limit, usize::MAX, at)
+    }
+
+    /// [`Engine::scan`], stopping once the page holds `max_bytes` of
+    /// stored rows (it always holds at least one row when one is in
+    /// range); `next` says where the following page starts.
+    pub fn scan_within(
+        &self,
+        table: &str,
+        range: &KeyRange,
+        limit: usize,
+        max_bytes: usize,
+        at: Option<Seq>,
+    ) -> Result<ScanPage> {
         let (at, state) = self.read_at(at)?;
         let table = self.table_or_err(table)?;
         let start = match &range.start {
@@ -701,13 +715,18 @@ impl Engine {
         }
         let mut live = LatestAt::new(MergeIter::new(sources), at);
         let mut rows = Vec::with_capacity(limit.min(1024));
+        let mut bytes = 0;
         for record in live.by_ref().take(limit) {
             let record = record?;
             let after = record.after.as_ref().expect("LatestAt yields live rows");
+            bytes += after.len();
             rows.push(RowVersion {
                 seq: record.seq,
                 row: decode_row(&table, record.seq, after)?,
             });
+            if bytes >= max_bytes {
+                break;
+            }
         }
         let next = match live.next().transpose()? {
             Some(record) => {

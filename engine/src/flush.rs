@@ -246,6 +246,7 @@ impl FlushWorker {
         let _retention = shared.retention.lock().expect("retention lock poisoned");
         let consumers = &shared.consumers;
         let now = crate::engine::now_micros();
+        consumers.touch_caught_up(shared.visible(), now);
         if let Some(expiry) = self.config.consumer_idle_expiry {
             let horizon = now.saturating_sub(i64::try_from(expiry.as_micros()).unwrap_or(i64::MAX));
             for (name, acked_micros) in consumers.idle_before(horizon) {

@@ -45,6 +45,11 @@ pub struct ChangePage {
 /// selective filter over a long backlog answers in bounded time.
 pub(crate) const SCAN_FACTOR: usize = 64;
 
+/// Encoded bytes after which a pull page stops (it always holds at least
+/// one event when one matches): a page of large events stays a few MiB,
+/// whatever `limit` says. `next` makes the cut safe.
+pub const PAGE_BYTES: usize = 8 << 20;
+
 /// What a scan shares with the other readers of a `Feed`.
 pub(crate) struct Shared<'a> {
     pub encodings: &'a SharedEncodings,
@@ -66,17 +71,20 @@ pub fn read_page(
     filter: &Filter,
     format: Format,
 ) -> Result<ChangePage, FeedError> {
-    scan(engine, since, None, limit, filter, format, None)
+    scan(engine, since, None, limit, PAGE_BYTES, filter, format, None)
 }
 
 /// The scan behind pages and subscriptions: at most `limit` matching
-/// events and `limit * SCAN_FACTOR` examined changes in `(since, upto]`,
-/// encoded through `encodings` when given.
+/// events, about `max_bytes` of them (at least one), and `limit *
+/// SCAN_FACTOR` examined changes in `(since, upto]`, encoded through
+/// `encodings` when given.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn scan(
     engine: &Engine,
     since: Seq,
     upto: Option<Seq>,
     limit: usize,
+    max_bytes: usize,
     filter: &Filter,
     format: Format,
     shared: Option<&Shared<'_>>,
@@ -93,11 +101,12 @@ pub(crate) fn scan(
     let budget = limit.saturating_mul(SCAN_FACTOR);
     let mut events = Vec::with_capacity(limit.min(1024));
     let mut next = since;
+    let mut bytes_so_far = 0;
     if limit == 0 {
         return Ok(ChangePage { events, next });
     }
     for (examined, change) in changes.enumerate() {
-        if events.len() == limit || examined == budget {
+        if events.len() == limit || examined == budget || bytes_so_far >= max_bytes {
             break;
         }
         let change = change?;
@@ -121,6 +130,7 @@ pub(crate) fn scan(
             )?,
             None => encode(&ChangeEvent::from_change(&change)?, format)?,
         };
+        bytes_so_far += bytes.len();
         events.push((next, bytes));
     }
     Ok(ChangePage { events, next })

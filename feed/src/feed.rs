@@ -156,6 +156,7 @@ impl Feed {
             since,
             None,
             limit,
+            crate::cursor::PAGE_BYTES,
             filter,
             format,
             Some(&self.shared()),

@@ -33,7 +33,7 @@ mod shared_encodings;
 mod subscription;
 pub mod time;
 
-pub use cursor::{read_page, ChangePage, Filter};
+pub use cursor::{read_page, ChangePage, Filter, PAGE_BYTES};
 pub use encode::{encode, encode_bounded, EncodedEvent, Format};
 pub use error::{FeedError, JsonProblem};
 pub use event::{ChangeEvent, EventOp};
@@ -41,4 +41,4 @@ pub use feed::{
     Feed, FeedItem, FeedOptions, SubscribeOptions, DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_SHARED_ENCODING_BYTES,
 };
-pub use subscription::{Subscription, BATCH_EVENTS};
+pub use subscription::{Subscription, BATCH_BYTES, BATCH_EVENTS};

@@ -178,6 +178,30 @@ fn a_consumer_idle_past_its_expiry_is_invalidated() {
     assert!(engine.consumer("busy").unwrap().invalidated.is_none());
 }
 
+/// A consumer that has acknowledged everything holds no history: a quiet
+/// log (nothing to acknowledge) does not make it idle, however long.
+#[test]
+fn a_caught_up_consumer_is_never_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path());
+    options.consumer_idle_expiry = Some(Duration::from_millis(50));
+    let engine = Engine::open(options).unwrap();
+    engine.create_table(accounts_schema()).unwrap();
+    write(&engine, 10);
+    engine.create_consumer("caught-up", None).unwrap();
+    std::thread::sleep(Duration::from_millis(120));
+    engine.settle().unwrap();
+    assert_eq!(engine.consumer("caught-up").unwrap().invalidated, None);
+    // Once behind, the expiry counts from when it was last caught up.
+    write(&engine, 1);
+    std::thread::sleep(Duration::from_millis(120));
+    engine.settle().unwrap();
+    assert!(matches!(
+        engine.consumer("caught-up").unwrap().invalidated,
+        Some(InvalidationReason::IdleExpiry { .. })
+    ));
+}
+
 /// The cap is measured on the history a consumer holds back beyond the
 /// window, not on the size of the database: in a database much larger than
 /// the cap, a consumer one change behind is fine, and one holding more

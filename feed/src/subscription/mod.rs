@@ -36,6 +36,11 @@ use snapshot::SnapshotPage;
 /// ever holds.
 pub const BATCH_EVENTS: usize = 256;
 
+/// Encoded bytes after which a catch-up read stops (at least one event):
+/// a lagging subscriber holds about this much, not `BATCH_EVENTS` times
+/// the largest event.
+pub const BATCH_BYTES: usize = 1 << 20;
+
 /// A deadline this far away stands for "never": tokio's timer clamps
 /// longer sleeps anyway, and `Instant` arithmetic must not overflow.
 const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
@@ -231,6 +236,7 @@ impl Subscription {
                 since,
                 Some(upto),
                 BATCH_EVENTS,
+                BATCH_BYTES,
                 &filter,
                 format,
                 Some(&feed.shared()),

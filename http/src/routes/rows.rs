@@ -295,7 +295,12 @@ pub(crate) async fn scan_rows(
     };
     let engine = state.engine().clone();
     let name = table.name().to_owned();
-    let page = blocking(move || Ok(engine.scan(&name, &range, limit, Some(at))?)).await?;
+    // Bounded by bytes as well as rows: a page of large rows stays a few
+    // MiB whatever `limit` says (`next` continues it).
+    let page = blocking(move || {
+        Ok(engine.scan_within(&name, &range, limit, tidefeed_feed::PAGE_BYTES, Some(at))?)
+    })
+    .await?;
     let mut body = Vec::with_capacity(64 + page.rows.len() * 64);
     body.extend_from_slice(b"{\"rows\":[");
     for (i, version) in page.rows.iter().enumerate() {

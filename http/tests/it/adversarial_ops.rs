@@ -672,7 +672,6 @@ async fn batches_at_their_limits() {
 /// (twice: the encoded events and the body). Any read-scoped client can
 /// do it, and an honest poller with `limit=1000` on wide rows does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: a pull page is bounded by event count, not bytes: limit=1000 with ~1 MiB events builds a ~1 GiB response in memory (40 x 900 KB rows give a 36 MB page); range pages likewise"]
 async fn a_pull_page_is_bounded_by_bytes() {
     let server = Server::start().await;
     let (status, _) = server
@@ -897,7 +896,6 @@ async fn every_status_a_route_answers_is_documented() {
 /// (its next change would otherwise end it with consumer_invalidated, and
 /// a consumer recreated "now" misses what was written in between).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: idle expiry invalidates a durable consumer that is caught up (holds no history) merely because nothing was written for it to ack"]
 async fn a_caught_up_consumer_on_a_quiet_system_is_not_invalidated() {
     let expiry = Duration::from_secs(2);
     let server = Server::start_with(
