@@ -331,7 +331,10 @@ impl Generation<'_> {
             Ok(record) => record,
             Err(error) => {
                 return Some(End::Failed {
-                    reason: format!("building the dead letter of change {}: {error}", refusal.seq),
+                    reason: format!(
+                        "building the dead letter of change {}: {error}",
+                        refusal.seq
+                    ),
                     invalidated: None,
                 })
             }

@@ -100,39 +100,49 @@ mod tests {
             Confirm(Seq),
         }
         use Op::*;
-        let cases: &[(&[(Op, Seq)], &str)] = &[
-            (&[(Push(1, 1), 0), (Confirm(1), 1)], "one record"),
+        // (start position, steps, name)
+        let cases: &[(Seq, &[(Op, Seq)], &str)] = &[
+            (0, &[(Push(1, 1), 0), (Confirm(1), 1)], "one record"),
             (
+                4,
                 &[
-                    (Push(5, 1), 0),
-                    (Push(6, 1), 0),
-                    (Push(7, 1), 0),
-                    (Confirm(7), 0),
+                    (Push(5, 1), 4),
+                    (Push(6, 1), 4),
+                    (Push(7, 1), 4),
+                    (Confirm(7), 4),
                     (Confirm(5), 5),
                     (Confirm(6), 7),
                 ],
                 "out of order",
             ),
             (
+                2,
                 &[
-                    (Push(3, 2), 0),
-                    (Confirm(3), 0),
+                    (Push(3, 2), 2),
+                    (Confirm(3), 2),
                     (Confirm(3), 3),
                     (Confirm(3), 3),
                 ],
                 "an event and its tombstone; a stray duplicate confirmation",
             ),
             (
-                &[(Push(2, 1), 0), (Push(5, 1), 0), (Confirm(5), 0), (Confirm(2), 5)],
+                1,
+                &[
+                    (Push(2, 1), 1),
+                    (Push(5, 1), 1),
+                    (Confirm(5), 1),
+                    (Confirm(2), 5),
+                ],
                 "gaps count as confirmed once everything before is",
             ),
             (
+                0,
                 &[(Push(1, 1), 0), (Confirm(9), 0), (Confirm(0), 0)],
                 "confirmations of seqs never pushed change nothing",
             ),
         ];
-        for (ops, name) in cases {
-            let mut prefix = ConfirmedPrefix::new(0);
+        for (start, ops, name) in cases {
+            let mut prefix = ConfirmedPrefix::new(*start);
             for (i, (op, expected)) in ops.iter().enumerate() {
                 match op {
                     Push(seq, n) => prefix.push(*seq, *n),

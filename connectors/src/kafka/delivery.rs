@@ -46,11 +46,21 @@ pub(crate) enum ErrorClass {
 pub(crate) fn classify(code: RDKafkaErrorCode) -> ErrorClass {
     use RDKafkaErrorCode::*;
     match code {
-        MessageSizeTooLarge | MessageBatchTooLarge | InvalidMessageSize | InvalidRecord
-        | InvalidMessage | TopicAuthorizationFailed | ClusterAuthorizationFailed
-        | TransactionalIdAuthorizationFailed | UnknownTopicOrPartition | UnknownTopic
-        | UnknownPartition | InvalidTopic | PolicyViolation
-        | SaslAuthenticationFailed | Authentication => ErrorClass::Terminal,
+        MessageSizeTooLarge
+        | MessageBatchTooLarge
+        | InvalidMessageSize
+        | InvalidRecord
+        | InvalidMessage
+        | TopicAuthorizationFailed
+        | ClusterAuthorizationFailed
+        | TransactionalIdAuthorizationFailed
+        | UnknownTopicOrPartition
+        | UnknownTopic
+        | UnknownPartition
+        | InvalidTopic
+        | PolicyViolation
+        | SaslAuthenticationFailed
+        | Authentication => ErrorClass::Terminal,
         PurgeQueue | PurgeInflight => ErrorClass::Purged,
         _ => ErrorClass::Retry,
     }
@@ -141,7 +151,12 @@ impl ClientContext for Context {
             Some(RDKafkaErrorCode::AllBrokersDown)
                 | Some(RDKafkaErrorCode::BrokerTransportFailure)
                 | Some(RDKafkaErrorCode::Resolve)
-        ) && !self.deliveries.prefix.lock().expect("prefix lock").is_settled()
+        ) && !self
+            .deliveries
+            .prefix
+            .lock()
+            .expect("prefix lock")
+            .is_settled()
         {
             self.status
                 .retrying(format!("Kafka brokers unreachable: {reason}"));

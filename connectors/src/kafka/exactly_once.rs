@@ -151,10 +151,11 @@ async fn session(
     }
     topics.ensure_progress(&options.progress_topic).await;
     let deliveries = Deliveries::new(0);
-    let producer = match producer::create(options, &sink.status, &deliveries, Some(transactional_id)) {
-        Ok(producer) => Arc::new(producer),
-        Err(error) => return failed(error.to_string()),
-    };
+    let producer =
+        match producer::create(options, &sink.status, &deliveries, Some(transactional_id)) {
+            Ok(producer) => Arc::new(producer),
+            Err(error) => return failed(error.to_string()),
+        };
     // Fence first: once this returns, no earlier producer of this
     // transactional.id can commit anything, and its open transaction is
     // resolved, so the committed position read next is final.
@@ -164,7 +165,8 @@ async fn session(
         blocking(move || producer.init_transactions(timeout)).await
     };
     if let Err(error) = init {
-        let (txn, text) = transaction_error("fencing earlier instances (init_transactions)", &error);
+        let (txn, text) =
+            transaction_error("fencing earlier instances (init_transactions)", &error);
         let end = match txn {
             Some(e) if e.code() == RDKafkaErrorCode::InvalidTransactionTimeout => failed(format!(
                 "{text}: transaction.timeout.ms ({}) is more than the brokers allow",
@@ -183,7 +185,8 @@ async fn session(
             let id = transactional_id.to_owned();
             let timeout = options.request_timeout;
             let record =
-                match blocking(move || progress::read_committed(&read_options, &id, timeout)).await {
+                match blocking(move || progress::read_committed(&read_options, &id, timeout)).await
+                {
                     Ok(record) => record,
                     Err(error) => {
                         retire(producer, &sink.status).await;
@@ -239,10 +242,12 @@ fn resume_position(sink: &Sink, record: Option<ProgressRecord>) -> Result<Seq, E
     let name = &sink.options.consumer;
     let consumer = engine.consumer(name).map_err(End::from_engine)?;
     if let Some(reason) = consumer.invalidated {
-        return Err(End::from_engine(tidefeed_engine::Error::ConsumerInvalidated {
-            name: name.clone(),
-            reason,
-        }));
+        return Err(End::from_engine(
+            tidefeed_engine::Error::ConsumerInvalidated {
+                name: name.clone(),
+                reason,
+            },
+        ));
     }
     let Some(record) = record else {
         tracing::info!(
@@ -272,8 +277,14 @@ fn resume_position(sink: &Sink, record: Option<ProgressRecord>) -> Result<Seq, E
             "the progress committed in Kafka is behind the durable consumer; resuming from Kafka's"
         );
     }
-    engine.ack_consumer(name, record.seq).map_err(End::from_engine)?;
-    tracing::info!(position = record.seq, first_seq = record.first_seq, "resuming from the progress committed in Kafka");
+    engine
+        .ack_consumer(name, record.seq)
+        .map_err(End::from_engine)?;
+    tracing::info!(
+        position = record.seq,
+        first_seq = record.first_seq,
+        "resuming from the progress committed in Kafka"
+    );
     Ok(record.seq)
 }
 
@@ -313,7 +324,12 @@ impl Session<'_> {
         mut batches: tokio::sync::mpsc::Receiver<Result<Batch, reader::ReadError>>,
     ) -> End {
         let mut stop = self.sink.stop.clone();
-        let mut tick = tokio::time::interval(self.sink.options.commit_interval.min(Duration::from_millis(50)));
+        let mut tick = tokio::time::interval(
+            self.sink
+                .options
+                .commit_interval
+                .min(Duration::from_millis(50)),
+        );
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Some(end) = self.check_producer().await {
@@ -353,14 +369,18 @@ impl Session<'_> {
                 Some((code, reason)) => format!("the Kafka producer failed ({code}): {reason}"),
                 None => "the Kafka producer failed".to_owned(),
             };
-            let fenced = self.producer.client().fatal_error().is_some_and(|(code, _)| {
-                matches!(
-                    code,
-                    RDKafkaErrorCode::ProducerFenced
-                        | RDKafkaErrorCode::InvalidProducerEpoch
-                        | RDKafkaErrorCode::Fenced
-                )
-            });
+            let fenced = self
+                .producer
+                .client()
+                .fatal_error()
+                .is_some_and(|(code, _)| {
+                    matches!(
+                        code,
+                        RDKafkaErrorCode::ProducerFenced
+                            | RDKafkaErrorCode::InvalidProducerEpoch
+                            | RDKafkaErrorCode::Fenced
+                    )
+                });
             return Some(if fenced {
                 failed(format!("{reason}: another instance with this data directory's transactional.id took over"))
             } else {
@@ -384,7 +404,10 @@ impl Session<'_> {
                 ErrorClass::Purged => {}
                 ErrorClass::Retry => {
                     retry.get_or_insert_with(|| {
-                        format!("Kafka did not take a record for topic {:?}: {}", refusal.topic, refusal.code)
+                        format!(
+                            "Kafka did not take a record for topic {:?}: {}",
+                            refusal.topic, refusal.code
+                        )
                     });
                 }
                 ErrorClass::Terminal if refusal.progress => {
@@ -496,7 +519,9 @@ impl Session<'_> {
 
     async fn commit_if_due(&mut self) -> Result<(), End> {
         match &self.open {
-            Some(open) if open.began.elapsed() >= self.sink.options.commit_interval => self.commit().await,
+            Some(open) if open.began.elapsed() >= self.sink.options.commit_interval => {
+                self.commit().await
+            }
             _ => Ok(()),
         }
     }
@@ -513,10 +538,13 @@ impl Session<'_> {
             instance_id: self.instance.id.clone(),
         };
         let value = serde_json::to_vec(&record).expect("progress records serialise");
-        let progress = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&self.sink.options.progress_topic, PROGRESS_OPAQUE)
-            .partition(0)
-            .key(self.transactional_id.as_bytes())
-            .payload(&value[..]);
+        let progress = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+            &self.sink.options.progress_topic,
+            PROGRESS_OPAQUE,
+        )
+        .partition(0)
+        .key(self.transactional_id.as_bytes())
+        .payload(&value[..]);
         if let Err((error, _)) = self.producer.send(progress) {
             let text = format!("sending the progress record: {error}");
             self.abort().await;
@@ -532,7 +560,11 @@ impl Session<'_> {
                     let (txn, text) = transaction_error("committing a transaction", &error);
                     match txn {
                         Some(e) if e.is_fatal() => {
-                            return Err(if is_fenced(&e) { failed(text) } else { End::Retry(text) })
+                            return Err(if is_fenced(&e) {
+                                failed(text)
+                            } else {
+                                End::Retry(text)
+                            })
                         }
                         Some(e) if e.txn_requires_abort() => {
                             let refusals = self.deliveries.take_refusals();

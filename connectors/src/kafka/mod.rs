@@ -40,7 +40,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use error::ConnectorError;
-pub use options::{DeliveryMode, KafkaOptions, TerminalErrorPolicy, TopicCreation, DEFAULT_CONSUMER};
+pub use options::{
+    DeliveryMode, KafkaOptions, TerminalErrorPolicy, TopicCreation, DEFAULT_CONSUMER,
+};
 pub use progress::{ProgressRecord, INSTANCE_FILE};
 pub use status::{ConnectorState, ConnectorStatus, StatusHandle};
 
@@ -64,14 +66,18 @@ impl KafkaConnector {
     /// On its first start the durable consumer is created at the oldest
     /// retained change, so every change the engine still holds is
     /// forwarded.
-    pub async fn start(engine: Engine, options: KafkaOptions) -> Result<KafkaConnector, ConnectorError> {
+    pub async fn start(
+        engine: Engine,
+        options: KafkaOptions,
+    ) -> Result<KafkaConnector, ConnectorError> {
         options.validate()?;
         producer::check_settings(&options, None)?;
         let consumer_engine = engine.clone();
         let name = options.consumer.clone();
-        let position = tokio::task::spawn_blocking(move || ensure_consumer(&consumer_engine, &name))
-            .await
-            .expect("creating the consumer does not panic")?;
+        let position =
+            tokio::task::spawn_blocking(move || ensure_consumer(&consumer_engine, &name))
+                .await
+                .expect("creating the consumer does not panic")?;
         let topics = topics::Topics::new(&options)?;
         let status = Arc::new(StatusCell::new(options.mode, &options.consumer));
         status.set_position(position);
@@ -199,7 +205,11 @@ fn ensure_consumer(engine: &Engine, name: &str) -> Result<Seq, ConnectorError> {
         }
         match engine.create_consumer(name, Some(engine.low_water())) {
             Ok(info) => {
-                tracing::info!(consumer = name, position = info.position, "created the Kafka connector's durable consumer");
+                tracing::info!(
+                    consumer = name,
+                    position = info.position,
+                    "created the Kafka connector's durable consumer"
+                );
                 return Ok(info.position);
             }
             // Low-water moved under us, or another caller created it: look
@@ -252,7 +262,8 @@ impl Sink {
     }
 
     fn stop_deadline(&self) -> Instant {
-        self.stop_request().map_or_else(Instant::now, |s| s.deadline)
+        self.stop_request()
+            .map_or_else(Instant::now, |s| s.deadline)
     }
 
     fn abandoned(&self) -> bool {
@@ -290,7 +301,10 @@ impl Sink {
     fn finish(&self, end: End) {
         match end {
             End::Stopped => {
-                tracing::info!(position = StatusCell::get(&self.status.position), "Kafka connector stopped");
+                tracing::info!(
+                    position = StatusCell::get(&self.status.position),
+                    "Kafka connector stopped"
+                );
                 self.status.stopped();
             }
             End::Failed {
@@ -374,7 +388,9 @@ impl Backoff {
     const MAX: Duration = Duration::from_secs(10);
 
     pub(crate) fn new() -> Backoff {
-        Backoff { next: Backoff::FIRST }
+        Backoff {
+            next: Backoff::FIRST,
+        }
     }
 
     pub(crate) fn next(&mut self) -> Duration {

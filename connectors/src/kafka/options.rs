@@ -234,7 +234,10 @@ impl KafkaOptions {
 
     /// The producer's librdkafka settings, in order (later ones win):
     /// the connector's, then the pass-through options.
-    pub(crate) fn producer_settings(&self, transactional_id: Option<&str>) -> Vec<(String, String)> {
+    pub(crate) fn producer_settings(
+        &self,
+        transactional_id: Option<&str>,
+    ) -> Vec<(String, String)> {
         let mut settings: Vec<(String, String)> = vec![
             ("bootstrap.servers".into(), self.brokers.join(",")),
             ("client.id".into(), "tidefeed".into()),
@@ -300,18 +303,48 @@ pub(crate) const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60)
 
 /// Options the connector sets itself, and why.
 const OWNED: &[(&str, &str)] = &[
-    ("bootstrap.servers", "the brokers come from the brokers option"),
-    ("metadata.broker.list", "the brokers come from the brokers option"),
+    (
+        "bootstrap.servers",
+        "the brokers come from the brokers option",
+    ),
+    (
+        "metadata.broker.list",
+        "the brokers come from the brokers option",
+    ),
     ("enable.idempotence", "the idempotent producer is always on"),
-    ("transactional.id", "exactly-once mode derives it from the data directory"),
+    (
+        "transactional.id",
+        "exactly-once mode derives it from the data directory",
+    ),
     ("acks", "the idempotent producer needs acks=all"),
-    ("request.required.acks", "the idempotent producer needs acks=all"),
-    ("max.in.flight.requests.per.connection", "the idempotent producer keeps it at 5 for per-key order"),
-    ("max.in.flight", "the idempotent producer keeps it at 5 for per-key order"),
-    ("isolation.level", "exactly-once mode reads its progress with read_committed"),
-    ("delivery.report.only.error", "the position advances on delivery reports"),
-    ("queue.buffering.max.kbytes", "the buffer is bounded by max_in_flight_bytes"),
-    ("partitioner", "each key keeps one partition (murmur2, as the Java client) for per-key order"),
+    (
+        "request.required.acks",
+        "the idempotent producer needs acks=all",
+    ),
+    (
+        "max.in.flight.requests.per.connection",
+        "the idempotent producer keeps it at 5 for per-key order",
+    ),
+    (
+        "max.in.flight",
+        "the idempotent producer keeps it at 5 for per-key order",
+    ),
+    (
+        "isolation.level",
+        "exactly-once mode reads its progress with read_committed",
+    ),
+    (
+        "delivery.report.only.error",
+        "the position advances on delivery reports",
+    ),
+    (
+        "queue.buffering.max.kbytes",
+        "the buffer is bounded by max_in_flight_bytes",
+    ),
+    (
+        "partitioner",
+        "each key keeps one partition (murmur2, as the Java client) for per-key order",
+    ),
 ];
 
 /// Producer-only options, left out of the admin and consumer clients.
@@ -378,13 +411,21 @@ mod tests {
     #[test]
     fn passthrough_options_come_last_and_owned_ones_are_refused() {
         let mut o = options();
-        o.librdkafka = vec![("linger.ms".into(), "20".into()), ("message.timeout.ms".into(), "5000".into())];
+        o.librdkafka = vec![
+            ("linger.ms".into(), "20".into()),
+            ("message.timeout.ms".into(), "5000".into()),
+        ];
         o.validate().unwrap();
         let settings = o.producer_settings(None);
         assert_eq!(get(&settings, "linger.ms"), Some("20"));
         assert_eq!(get(&settings, "message.timeout.ms"), Some("5000"));
         assert_eq!(get(&o.client_settings(), "linger.ms"), None);
-        for owned in ["partitioner", "Enable.Idempotence", "acks", "transactional.id"] {
+        for owned in [
+            "partitioner",
+            "Enable.Idempotence",
+            "acks",
+            "transactional.id",
+        ] {
             o.librdkafka = vec![(owned.into(), "x".into())];
             let error = o.validate().unwrap_err();
             assert!(
@@ -399,7 +440,10 @@ mod tests {
         let mut o = options();
         o.mode = DeliveryMode::ExactlyOnce;
         o.validate().unwrap();
-        assert_eq!(o.transaction_timeout().unwrap(), DEFAULT_TRANSACTION_TIMEOUT);
+        assert_eq!(
+            o.transaction_timeout().unwrap(),
+            DEFAULT_TRANSACTION_TIMEOUT
+        );
         o.librdkafka = vec![("transaction.timeout.ms".into(), "900".into())];
         let error = o.validate().unwrap_err().to_string();
         assert!(error.contains("transaction.timeout.ms"), "{error}");
@@ -411,9 +455,19 @@ mod tests {
     fn a_single_topic_may_not_be_the_progress_or_dead_letter_topic() {
         let mut o = options();
         o.topic = "cdc.__progress".into();
-        assert!(o.validate().unwrap_err().to_string().contains("progress_topic"));
+        assert!(o
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("progress_topic"));
         o.topic = "all".into();
-        o.on_terminal_error = TerminalErrorPolicy::DeadLetter { topic: "all".into() };
-        assert!(o.validate().unwrap_err().to_string().contains("on_terminal_error"));
+        o.on_terminal_error = TerminalErrorPolicy::DeadLetter {
+            topic: "all".into(),
+        };
+        assert!(o
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("on_terminal_error"));
     }
 }

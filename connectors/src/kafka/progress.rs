@@ -203,21 +203,21 @@ pub(crate) fn read_committed(
                     latest = None;
                     continue;
                 };
-                let record: ProgressRecord = serde_json::from_slice(payload).map_err(|e| {
-                    ConnectorError::Progress {
+                let record: ProgressRecord =
+                    serde_json::from_slice(payload).map_err(|e| ConnectorError::Progress {
                         committed: 0,
                         problem: format!(
                             "at offset {} of {:?} is not a progress record: {e}",
                             message.offset(),
                             options.progress_topic
                         ),
-                    }
-                })?;
+                    })?;
                 latest = Some(record);
             }
             Some(Err(KafkaError::PartitionEOF(_))) => return Ok(latest),
             Some(Err(error))
-                if error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition) =>
+                if error.rdkafka_error_code()
+                    == Some(RDKafkaErrorCode::UnknownTopicOrPartition) =>
             {
                 tracing::info!(topic = %options.progress_topic, "no progress topic yet: nothing committed");
                 return Ok(None);
@@ -259,7 +259,9 @@ mod tests {
             r#"{"format_version":1,"instance_id":"not a uuid"}"#,
         ] {
             std::fs::write(dir.path().join(INSTANCE_FILE), text).unwrap();
-            let error = Instance::load_or_create(dir.path()).unwrap_err().to_string();
+            let error = Instance::load_or_create(dir.path())
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(INSTANCE_FILE), "{error}");
         }
     }
@@ -273,6 +275,9 @@ mod tests {
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(json, r#"{"seq":42,"first_seq":40,"instance_id":"x"}"#);
-        assert_eq!(serde_json::from_str::<ProgressRecord>(&json).unwrap(), record);
+        assert_eq!(
+            serde_json::from_str::<ProgressRecord>(&json).unwrap(),
+            record
+        );
     }
 }

@@ -47,7 +47,10 @@ pub(crate) enum ReadError {
     Closed,
     Engine(tidefeed_engine::Error),
     /// A change could not become records.
-    Build { seq: Seq, error: BuildError },
+    Build {
+        seq: Seq,
+        error: BuildError,
+    },
 }
 
 /// Reads `(since, upto]`, at most one batch, as records. Blocking.
@@ -72,7 +75,8 @@ pub(crate) fn read_batch(
         }
         let change = change.map_err(engine_error)?;
         let seq = change.seq();
-        let dead = dead_letters.and_then(|d| d.lock().expect("dead letters lock").get(&seq).cloned());
+        let dead =
+            dead_letters.and_then(|d| d.lock().expect("dead letters lock").get(&seq).cloned());
         let before = records.len();
         match dead {
             Some(error) => builder

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use rdkafka::message::{Header, OwnedHeaders};
 use tidefeed_engine::{BatchPosition, Change, Seq};
 use tidefeed_feed::json::JsonKey;
-use tidefeed_feed::{encode, encode_bounded, ChangeEvent, EncodedEvent, EventOp, FeedError, Format};
+use tidefeed_feed::{
+    encode, encode_bounded, ChangeEvent, EncodedEvent, EventOp, FeedError, Format,
+};
 
 /// A fixed allowance per record for headers and framing, in the in-flight
 /// byte count.

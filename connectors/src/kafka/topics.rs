@@ -33,12 +33,10 @@ impl Topics {
         for (key, value) in options.client_settings() {
             config.set(key, value);
         }
-        let admin = config
-            .create()
-            .map_err(|source| ConnectorError::Client {
-                client: "admin client",
-                source,
-            })?;
+        let admin = config.create().map_err(|source| ConnectorError::Client {
+            client: "admin client",
+            source,
+        })?;
         Ok(Topics {
             admin: Arc::new(admin),
             creation: options.topic_creation,
@@ -94,14 +92,26 @@ impl Topics {
         self.known.insert(topic.to_owned());
     }
 
-    async fn create(&self, topic: &str, partitions: i32, replication: i32, config: &[(&str, &str)]) {
+    async fn create(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication: i32,
+        config: &[(&str, &str)],
+    ) {
         let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
         for (key, value) in config {
             new = new.set(key, value);
         }
-        match self.admin.create_topics([&new], &self.admin_options()).await {
+        match self
+            .admin
+            .create_topics([&new], &self.admin_options())
+            .await
+        {
             Ok(results) => match results.into_iter().next() {
-                Some(Ok(_)) => tracing::info!(topic, partitions, replication, "created Kafka topic"),
+                Some(Ok(_)) => {
+                    tracing::info!(topic, partitions, replication, "created Kafka topic")
+                }
                 Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {}
                 Some(Err((_, code))) => tracing::warn!(
                     topic,
@@ -125,11 +135,10 @@ impl Topics {
         // Metadata is fetched synchronously by librdkafka; keep it off the
         // executor.
         let broker = {
-            let metadata = tokio::task::spawn_blocking(move || {
-                admin.inner().fetch_metadata(None, timeout)
-            })
-            .await
-            .ok()?;
+            let metadata =
+                tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, timeout))
+                    .await
+                    .ok()?;
             match metadata {
                 Ok(metadata) => metadata.brokers().first().map(|b| b.id())?,
                 Err(error) => {
