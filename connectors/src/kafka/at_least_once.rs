@@ -40,6 +40,9 @@ use super::{stop_requested, Backoff, End, Sink, TerminalErrorPolicy};
 /// An idle connector still acknowledges this often, so its consumer never
 /// looks abandoned while it waits (for changes, or for a broker).
 const KEEPALIVE_ACK: Duration = Duration::from_secs(10);
+/// Records unconfirmed for this long put the connector in `retrying`
+/// (librdkafka keeps retrying underneath).
+const STALL: Duration = Duration::from_secs(2);
 /// How long a generation ended by a failure waits for records in flight
 /// to settle before its producer is dropped.
 const FAILURE_DRAIN: Duration = Duration::from_secs(2);
@@ -104,6 +107,7 @@ async fn generation(sink: &Sink, topics: &mut Topics) -> End {
         dead_letters: sink.record_builder(),
         acked: position,
         acked_at: Instant::now(),
+        stalled: false,
     };
     let mut stop = sink.stop.clone();
     let mut ack_tick = tokio::time::interval(sink.options.ack_interval);
@@ -123,6 +127,7 @@ async fn generation(sink: &Sink, topics: &mut Topics) -> End {
                 if let Err(end) = run.ack(false) {
                     break end;
                 }
+                run.report_stall();
             }
             batch = batches.recv() => match batch {
                 Some(Ok(batch)) => {
@@ -176,6 +181,8 @@ struct Generation<'a> {
     dead_letters: super::record::RecordBuilder,
     acked: Seq,
     acked_at: Instant,
+    /// In a stall (see `report_stall`).
+    stalled: bool,
 }
 
 impl Generation<'_> {
@@ -228,6 +235,7 @@ impl Generation<'_> {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
             self.ack(false)?;
+            self.report_stall();
         }
     }
 
@@ -348,10 +356,7 @@ impl Generation<'_> {
         );
         // The dead letter takes the refused record's place in the
         // confirmed prefix: the seq is confirmed once it is delivered.
-        match self.send(&record).await {
-            Ok(()) => None,
-            Err(end) => Some(end),
-        }
+        self.send(&record).await.err()
     }
 
     /// Acknowledges the confirmed prefix to the engine, if it moved (or
@@ -391,6 +396,38 @@ impl Generation<'_> {
                 _ = self.deliveries.wake.notified() => {}
                 _ = tokio::time::sleep_until(deadline) => return,
             }
+        }
+    }
+
+    /// Deliveries that stall (brokers away) show as `retrying`, and each
+    /// stall counts as a retry (librdkafka retries underneath, without
+    /// reporting each attempt); the next confirmation shows `running`
+    /// again.
+    fn report_stall(&mut self) {
+        let stalled = StatusCell::get(&self.sink.status.in_flight_records) > 0
+            && self.deliveries.since_confirmed() >= STALL;
+        if !stalled {
+            self.stalled = false;
+            return;
+        }
+        if !self.stalled {
+            self.stalled = true;
+            StatusCell::add(&self.sink.status.retried, 1);
+        }
+        {
+            let last_error = self
+                .deliveries
+                .last_error
+                .lock()
+                .expect("last error lock")
+                .clone();
+            self.sink.status.retrying(format!(
+                "no record confirmed for {} s; librdkafka keeps retrying{}",
+                self.deliveries.since_confirmed().as_secs(),
+                last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            ));
         }
     }
 

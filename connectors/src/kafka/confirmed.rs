@@ -101,7 +101,8 @@ mod tests {
         }
         use Op::*;
         // (start position, steps, name)
-        let cases: &[(Seq, &[(Op, Seq)], &str)] = &[
+        type Steps<'a> = &'a [(Op, Seq)];
+        let cases: &[(Seq, Steps, &str)] = &[
             (0, &[(Push(1, 1), 0), (Confirm(1), 1)], "one record"),
             (
                 4,

@@ -7,7 +7,7 @@
 //! prefix, records a refusal for the connector's task to act on, and wakes
 //! that task. Nothing here blocks or sends.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::error::KafkaError;
@@ -94,6 +94,12 @@ pub(crate) struct Deliveries {
     pub wake: Notify,
     /// librdkafka raised a fatal error: the producer is unusable.
     pub fatal: AtomicBool,
+    /// When a record was last confirmed, as milliseconds after `epoch`.
+    confirmed_at: AtomicU64,
+    epoch: std::time::Instant,
+    /// The last client-level error librdkafka reported (a broker down,
+    /// say), for the status while deliveries stall.
+    pub last_error: Mutex<Option<String>>,
 }
 
 impl Deliveries {
@@ -103,7 +109,22 @@ impl Deliveries {
             refusals: Mutex::new(Vec::new()),
             wake: Notify::new(),
             fatal: AtomicBool::new(false),
+            confirmed_at: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+            last_error: Mutex::new(None),
         })
+    }
+
+    fn touch(&self) {
+        self.confirmed_at
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long since a record was last confirmed (or since this
+    /// producer started).
+    pub(crate) fn since_confirmed(&self) -> std::time::Duration {
+        let at = std::time::Duration::from_millis(self.confirmed_at.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(at)
     }
 
     pub(crate) fn take_refusals(&self) -> Vec<Refusal> {
@@ -146,21 +167,8 @@ impl ClientContext for Context {
             return;
         }
         tracing::warn!(%error, reason, "Kafka client error");
-        if matches!(
-            code,
-            Some(RDKafkaErrorCode::AllBrokersDown)
-                | Some(RDKafkaErrorCode::BrokerTransportFailure)
-                | Some(RDKafkaErrorCode::Resolve)
-        ) && !self
-            .deliveries
-            .prefix
-            .lock()
-            .expect("prefix lock")
-            .is_settled()
-        {
-            self.status
-                .retrying(format!("Kafka brokers unreachable: {reason}"));
-        }
+        *self.deliveries.last_error.lock().expect("last error lock") =
+            Some(format!("{error}: {reason}"));
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
@@ -217,6 +225,7 @@ impl ProducerContext for Context {
         match error {
             None => {
                 StatusCell::add(&self.status.delivered, 1);
+                self.deliveries.touch();
                 if dead_letter {
                     StatusCell::add(&self.status.dead_lettered, 1);
                 }

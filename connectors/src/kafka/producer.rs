@@ -74,7 +74,7 @@ pub(crate) fn send(
     // once never finds the count lower than its own record.
     StatusCell::add(&status.in_flight_bytes, size);
     StatusCell::add(&status.in_flight_records, 1);
-    let mut base = BaseRecord::with_opaque_to(&*record.topic, record.seq as usize)
+    let mut base = BaseRecord::with_opaque_to(&record.topic, record.seq as usize)
         .key(&record.key[..])
         .timestamp(record.timestamp_ms)
         .headers(record.headers());

@@ -6,7 +6,7 @@
 //! mutex that is held only to copy or replace them. Reading a status never
 //! waits on Kafka.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tidefeed_engine::{Engine, InvalidationReason, Seq};
@@ -78,9 +78,11 @@ pub struct ConnectorStatus {
     /// Records Kafka confirmed (events, tombstones and dead letters; the
     /// progress records of exactly-once mode are not counted).
     pub delivered: u64,
-    /// Retries: produce requests librdkafka retried (from its statistics),
-    /// plus the connector's own (rebuilt producers, aborted or retried
-    /// transactions).
+    /// Retries: requests librdkafka retried after transport errors (its
+    /// statistics' `txretries`), stalls (records unconfirmed for 2 s while
+    /// librdkafka retries: it re-queues records refused with retriable
+    /// errors without reporting each attempt), and the connector's own
+    /// retries (rebuilt producers, retried or aborted transactions).
     pub retried: u64,
     /// Records Kafka refused for good (too large, not authorized, unknown
     /// topic); each then followed the terminal-error policy.
@@ -106,6 +108,9 @@ pub(crate) struct StatusCell {
     pub mode: DeliveryMode,
     pub consumer: String,
     inner: Mutex<Inner>,
+    /// Whether `inner.state` is `Running`: lets the delivery path skip the
+    /// lock when nothing changes.
+    is_running: AtomicBool,
     pub position: AtomicU64,
     pub delivered: AtomicU64,
     /// The connector's own retries; librdkafka's are in `producer_retries`.
@@ -139,6 +144,7 @@ impl StatusCell {
                 error: None,
                 invalidated: None,
             }),
+            is_running: AtomicBool::new(false),
             position: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
@@ -162,6 +168,9 @@ impl StatusCell {
     /// Enters `Running` and clears the error, unless the connector has
     /// already failed or stopped (those are final).
     pub(crate) fn running(&self) {
+        if self.is_running.load(Ordering::Relaxed) {
+            return;
+        }
         let mut inner = self.lock();
         if matches!(
             inner.state,
@@ -169,6 +178,7 @@ impl StatusCell {
         ) {
             inner.state = ConnectorState::Running;
             inner.error = None;
+            self.is_running.store(true, Ordering::Relaxed);
         }
     }
 
@@ -181,6 +191,7 @@ impl StatusCell {
         ) {
             inner.state = ConnectorState::Retrying;
             inner.error = Some(reason);
+            self.is_running.store(false, Ordering::Relaxed);
         }
     }
 
@@ -189,6 +200,7 @@ impl StatusCell {
         let mut inner = self.lock();
         inner.state = ConnectorState::Failed;
         inner.error = Some(reason);
+        self.is_running.store(false, Ordering::Relaxed);
         if invalidated.is_some() {
             inner.invalidated = invalidated;
         }
@@ -200,6 +212,7 @@ impl StatusCell {
         if inner.state != ConnectorState::Failed {
             inner.state = ConnectorState::Stopped;
         }
+        self.is_running.store(false, Ordering::Relaxed);
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
