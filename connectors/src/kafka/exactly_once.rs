@@ -364,28 +364,10 @@ impl Session<'_> {
     /// Refusals and fatal errors: an abortable transaction is aborted at
     /// once rather than at its commit.
     async fn check_producer(&mut self) -> Option<End> {
-        if self.deliveries.fatal.load(Ordering::SeqCst) {
-            let reason = match self.producer.client().fatal_error() {
-                Some((code, reason)) => format!("the Kafka producer failed ({code}): {reason}"),
-                None => "the Kafka producer failed".to_owned(),
-            };
-            let fenced = self
-                .producer
-                .client()
-                .fatal_error()
-                .is_some_and(|(code, _)| {
-                    matches!(
-                        code,
-                        RDKafkaErrorCode::ProducerFenced
-                            | RDKafkaErrorCode::InvalidProducerEpoch
-                            | RDKafkaErrorCode::Fenced
-                    )
-                });
-            return Some(if fenced {
-                failed(format!("{reason}: another instance with this data directory's transactional.id took over"))
-            } else {
-                End::Retry(reason)
-            });
+        // Checked whenever anything was reported: the fatal error may
+        // reach the records' delivery reports before the error callback.
+        if let Some(end) = self.fatal() {
+            return Some(end);
         }
         let refusals = self.deliveries.take_refusals();
         if refusals.iter().all(|r| r.class == ErrorClass::Purged) {
@@ -394,6 +376,27 @@ impl Session<'_> {
         let end = self.refused(refusals);
         self.abort().await;
         Some(end)
+    }
+
+    /// The producer's fatal error, if it has one: being fenced is final,
+    /// anything else starts a new session with a new producer.
+    fn fatal(&self) -> Option<End> {
+        let (code, reason) = self.producer.client().fatal_error()?;
+        let reason = format!("the Kafka producer failed ({code}): {reason}");
+        Some(
+            if matches!(
+                code,
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::Fenced
+            ) {
+                failed(format!(
+                    "{reason}: another instance with this data directory's transactional.id took over"
+                ))
+            } else {
+                End::Retry(reason)
+            },
+        )
     }
 
     /// What refused records mean for the next session.
@@ -499,6 +502,9 @@ impl Session<'_> {
                     }
                 }
                 Err(error) => {
+                    if let Some(end) = self.fatal() {
+                        return Err(end);
+                    }
                     let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                     let refusal = super::delivery::Refusal {
                         seq: record.seq,

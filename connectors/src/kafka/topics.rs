@@ -73,19 +73,23 @@ impl Topics {
         self.known.insert(topic.to_owned());
     }
 
-    /// Creates the exactly-once progress topic: one partition (one total
-    /// order of progress records), compacted (only the latest record per
-    /// instance matters), replicated like the data topics.
+    /// Creates the exactly-once progress topic, when creation is on: one
+    /// partition (one total order of progress records), compacted (only
+    /// the latest record per instance matters), replicated like the data
+    /// topics. Left to the broker, it must be created so by an operator
+    /// (the connector writes to and reads from its partition 0 only).
     pub(crate) async fn ensure_progress(&mut self, topic: &str) {
         if self.known.contains(topic) {
             return;
         }
         let replication = match self.creation {
             TopicCreation::Create {
-                replication_factor: Some(r),
-                ..
-            } => i32::from(r),
-            _ => -1,
+                replication_factor, ..
+            } => replication_factor.map_or(-1, i32::from),
+            TopicCreation::Broker => {
+                self.known.insert(topic.to_owned());
+                return;
+            }
         };
         self.create(topic, 1, replication, &[("cleanup.policy", "compact")])
             .await;

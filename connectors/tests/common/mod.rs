@@ -112,9 +112,21 @@ pub async fn write_users(engine: &Engine, n: usize, keys: i64) -> Seq {
     last
 }
 
+/// Logs to the test's output when `TEST_LOG` is set (e.g.
+/// `TEST_LOG=debug`).
+pub fn init_logging() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// Options for tests: topics `t.{table}`, quick commits and timeouts,
 /// topics left to the broker (the mock cluster has no CreateTopics).
 pub fn options(brokers: &str) -> KafkaOptions {
+    init_logging();
     let mut options = KafkaOptions::new(vec![brokers.to_owned()], "t");
     options.topic_creation = TopicCreation::Broker;
     options.commit_interval = Duration::from_millis(50);
