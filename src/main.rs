@@ -270,3 +270,65 @@ impl ShutdownSignals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tidefeed_connectors::{DeliveryMode, TerminalErrorPolicy, TopicCreation};
+
+    use super::*;
+
+    #[test]
+    fn the_kafka_section_maps_onto_the_connectors_options() {
+        let config = Config::from_toml(
+            r#"
+            [kafka]
+            enabled = true
+            brokers = ["k1:9092", "k2:9092"]
+            topic_prefix = "cdc"
+            format = "debezium"
+            tombstones = false
+            mode = "exactly-once"
+            topic_partitions = 6
+            topic_replication_factor = 3
+            on_terminal_error = "dead-letter"
+            max_in_flight_bytes = "8MiB"
+            [kafka.librdkafka]
+            "linger.ms" = 20
+            "#,
+        )
+        .unwrap();
+        let options = kafka_options(&config.kafka);
+        assert_eq!(options.brokers, ["k1:9092", "k2:9092"]);
+        assert_eq!(options.topic, "cdc.{table}");
+        assert_eq!(options.progress_topic, "cdc.__progress");
+        assert_eq!(options.format, tidefeed_feed::Format::Debezium);
+        assert!(!options.tombstones);
+        assert_eq!(options.mode, DeliveryMode::ExactlyOnce);
+        assert_eq!(
+            options.topic_creation,
+            TopicCreation::Create {
+                partitions: Some(6),
+                replication_factor: Some(3)
+            }
+        );
+        assert_eq!(
+            options.on_terminal_error,
+            TerminalErrorPolicy::DeadLetter {
+                topic: "cdc.dead-letter".into()
+            }
+        );
+        assert_eq!(options.max_in_flight_bytes, 8 << 20);
+        assert_eq!(options.librdkafka, [("linger.ms".to_owned(), "20".to_owned())]);
+        assert_eq!(options.consumer, "kafka-connector");
+        assert!(options.commit_interval < Duration::from_secs(1));
+
+        let config = Config::from_toml("[kafka]\ncreate_topics = false\ntopic = \"all\"").unwrap();
+        let options = kafka_options(&config.kafka);
+        assert_eq!(options.topic_creation, TopicCreation::Broker);
+        assert_eq!(options.topic, "all");
+        assert_eq!(options.mode, DeliveryMode::AtLeastOnce);
+        assert_eq!(options.on_terminal_error, TerminalErrorPolicy::Stop);
+    }
+}

@@ -164,7 +164,7 @@ async fn sigkill_and_restart_mid_stream_loses_nothing_and_duplicates_only_the_un
 
     let mut acknowledged = Vec::new();
     let mut windows = Vec::new();
-    for (round, millis) in [900u64, 1300, 700, 1100].into_iter().enumerate() {
+    for (round, millis) in [2600u64, 3300, 2200, 3000].into_iter().enumerate() {
         let killer = async {
             tokio::time::sleep(Duration::from_millis(millis)).await;
         };
@@ -259,6 +259,10 @@ async fn sigkill_and_restart_mid_stream_loses_nothing_and_duplicates_only_the_un
                 .all(|r| r.value == list[0].value && r.key == list[0].key));
         }
     }
+    assert!(
+        windows.iter().all(|(w, _)| *w > 0),
+        "every kill came after the connector had written a position: {windows:?}"
+    );
     let window_total: u64 = windows.iter().map(|(w, v)| v - w).sum();
     assert!(
         duplicates as u64 <= window_total,
