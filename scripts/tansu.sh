@@ -45,7 +45,14 @@ start)
         echo "tansu is not installed: run scripts/tansu.sh install" >&2
         exit 1
     fi
-    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    # A port nobody listens on ($TANSU_PORT, or a random one).
+    port="${TANSU_PORT:-}"
+    while [[ -z "$port" ]]; do
+        candidate=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
+            port=$candidate
+        fi
+    done
     log="${TANSU_LOG:-$(mktemp -t tansu.XXXXXX.log)}"
     "$bin" broker --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
