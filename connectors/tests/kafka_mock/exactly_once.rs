@@ -277,3 +277,52 @@ async fn a_transaction_timeout_the_brokers_refuse_stops_the_connector_naming_the
     let error = connector.status().error.unwrap();
     assert!(error.contains("transaction.timeout.ms"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_aborts_its_transaction_and_is_sent_again_as_a_dead_letter() {
+    let mock = mock();
+    mock.create_topic("t.dead-letter", 1, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let store = Store::new();
+    let mut options = exactly_once(&brokers);
+    options.on_terminal_error = tidefeed_connectors::TerminalErrorPolicy::DeadLetter {
+        topic: "t.dead-letter".into(),
+    };
+    let connector = KafkaConnector::start(store.engine.clone(), options)
+        .await
+        .unwrap();
+    let committed = write_users(&store.engine, 10, 13).await;
+    wait_until(WAIT, "the first changes committed", || {
+        connector.status().position == committed
+    })
+    .await;
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let head = write_users(&store.engine, 10, 13).await;
+    wait_until(WAIT, "every change committed", || {
+        connector.status().position == head
+    })
+    .await;
+    let status = connector.status();
+    assert!(status.transactions_aborted >= 1, "{status:?}");
+    assert!(
+        status.failed >= 1 && status.dead_lettered >= 1,
+        "{status:?}"
+    );
+    assert_partition(&progress(&brokers, 2).await, head);
+    let data = read(&brokers, &["t.users"], 1).await;
+    let dead = read(&brokers, &["t.dead-letter"], 1).await;
+    assert!(dead.iter().all(|r| r.value_json()["truncated"] == true));
+    let mut seen = event_counts(&data);
+    for record in &dead {
+        *seen.entry(record.seq()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.len(),
+        head as usize,
+        "every change on the data topic or dead-lettered"
+    );
+    connector.stop(Duration::from_secs(5)).await;
+}
