@@ -94,6 +94,9 @@ pub(crate) struct Deliveries {
     pub wake: Notify,
     /// librdkafka raised a fatal error: the producer is unusable.
     pub fatal: AtomicBool,
+    /// Exactly-once: a progress record was sent and has no delivery
+    /// report yet.
+    pub progress_pending: AtomicBool,
     /// When a record was last confirmed, as milliseconds after `epoch`.
     confirmed_at: AtomicU64,
     epoch: std::time::Instant,
@@ -109,6 +112,7 @@ impl Deliveries {
             refusals: Mutex::new(Vec::new()),
             wake: Notify::new(),
             fatal: AtomicBool::new(false),
+            progress_pending: AtomicBool::new(false),
             confirmed_at: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
             last_error: Mutex::new(None),
@@ -200,6 +204,10 @@ impl ProducerContext for Context {
             Err((error, message)) => (message, Some(error)),
         };
         if opaque == PROGRESS_OPAQUE {
+            self.deliveries
+                .progress_pending
+                .store(false, Ordering::SeqCst);
+            self.deliveries.wake.notify_one();
             if let Some(error) = error {
                 let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                 self.refuse(Refusal {

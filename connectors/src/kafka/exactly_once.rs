@@ -178,6 +178,10 @@ async fn session(
         retire(producer, &sink.status).await;
         return end;
     }
+    tracing::debug!(
+        transactional_id,
+        "fenced earlier instances (init_transactions)"
+    );
     let position = match *committed {
         Some(position) => position,
         None => {
@@ -551,11 +555,18 @@ impl Session<'_> {
         .partition(0)
         .key(self.transactional_id.as_bytes())
         .payload(&value[..]);
+        self.deliveries
+            .progress_pending
+            .store(true, Ordering::SeqCst);
         if let Err((error, _)) = self.producer.send(progress) {
+            self.deliveries
+                .progress_pending
+                .store(false, Ordering::SeqCst);
             let text = format!("sending the progress record: {error}");
             self.abort().await;
             return Err(End::Retry(text));
         }
+        self.await_deliveries().await;
         let mut backoff = Backoff::new();
         loop {
             let producer = self.producer.clone();
@@ -609,6 +620,36 @@ impl Session<'_> {
             .ack_consumer(&self.sink.options.consumer, open.last)
             .map_err(End::from_engine)?;
         Ok(())
+    }
+
+    /// Waits (without blocking a thread) until every record of the
+    /// transaction has its delivery report, or a refusal or fatal error
+    /// turns up, or a stop's deadline passes. The commit that follows
+    /// then finds nothing to flush: librdkafka's flush in
+    /// `commit_transaction` would otherwise poll in 100 ms steps.
+    async fn await_deliveries(&self) {
+        loop {
+            let settled = StatusCell::get(&self.sink.status.in_flight_records) == 0
+                && !self.deliveries.progress_pending.load(Ordering::SeqCst);
+            let trouble = self.deliveries.fatal.load(Ordering::SeqCst)
+                || !self
+                    .deliveries
+                    .refusals
+                    .lock()
+                    .expect("refusals lock")
+                    .is_empty();
+            if settled || trouble {
+                return;
+            }
+            let stopping = self.sink.stopping();
+            if stopping && Instant::now() >= self.sink.stop_deadline() {
+                return;
+            }
+            tokio::select! {
+                _ = self.deliveries.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
     }
 
     /// Aborts the open transaction, if any. Its records are never seen by

@@ -170,11 +170,26 @@ pub(crate) fn read_committed(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
+        // The end of the partition is found by a fetch that returns
+        // nothing: do not let the broker hold it for long.
+        .set("fetch.wait.max.ms", "20")
         .set("auto.offset.reset", "earliest");
     let consumer: BaseConsumer = config.create().map_err(|source| ConnectorError::Client {
         client: "progress reader",
         source,
     })?;
+    // An empty partition (a first start) needs no reading.
+    match consumer.fetch_watermarks(&options.progress_topic, 0, timeout) {
+        Ok((low, high)) if high <= low => return Ok(None),
+        Ok(_) => {}
+        Err(error)
+            if error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition) =>
+        {
+            tracing::info!(topic = %options.progress_topic, "no progress topic yet: nothing committed");
+            return Ok(None);
+        }
+        Err(error) => tracing::debug!(%error, "no watermarks for the progress topic; reading it"),
+    }
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(&options.progress_topic, 0, Offset::Beginning)
