@@ -320,7 +320,10 @@ mod tests {
             }
         );
         assert_eq!(options.max_in_flight_bytes, 8 << 20);
-        assert_eq!(options.librdkafka, [("linger.ms".to_owned(), "20".to_owned())]);
+        assert_eq!(
+            options.librdkafka,
+            [("linger.ms".to_owned(), "20".to_owned())]
+        );
         assert_eq!(options.consumer, "kafka-connector");
         assert!(options.commit_interval < Duration::from_secs(1));
 
