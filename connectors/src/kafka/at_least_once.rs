@@ -347,7 +347,7 @@ impl Generation<'_> {
                 })
             }
         };
-        self.topics.ensure(&dead_letter_topic).await;
+        self.topics.ensure(&record.topic).await;
         tracing::warn!(
             seq = refusal.seq,
             topic = %refusal.topic,

@@ -58,11 +58,16 @@ impl OutRecord {
     }
 
     pub(crate) fn headers(&self) -> OwnedHeaders {
-        let seq = self.seq.to_string();
+        use std::io::Write as _;
+        // Header values are copied by librdkafka: format them on the stack.
+        let mut seq = [0u8; 20];
+        let mut cursor = std::io::Cursor::new(&mut seq[..]);
+        write!(cursor, "{}", self.seq).expect("a u64 fits in 20 bytes");
+        let seq_len = cursor.position() as usize;
         let mut headers = OwnedHeaders::new_with_capacity(7)
             .insert(Header {
                 key: "tidefeed.seq",
-                value: Some(seq.as_bytes()),
+                value: Some(&seq[..seq_len]),
             })
             .insert(Header {
                 key: "tidefeed.table",
@@ -73,13 +78,18 @@ impl OutRecord {
                 value: Some(self.op.name().as_bytes()),
             });
         if let Some(batch) = self.batch {
-            let batch = format!(
+            let mut text = [0u8; 80];
+            let mut cursor = std::io::Cursor::new(&mut text[..]);
+            write!(
+                cursor,
                 r#"{{"first_seq":{},"index":{},"size":{}}}"#,
                 batch.first_seq, batch.index, batch.size
-            );
+            )
+            .expect("a batch position fits in 80 bytes");
+            let len = cursor.position() as usize;
             headers = headers.insert(Header {
                 key: "tidefeed.batch",
-                value: Some(batch.as_bytes()),
+                value: Some(&text[..len]),
             });
         }
         if let Some(dead) = &self.dead_letter {

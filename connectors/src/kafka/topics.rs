@@ -24,6 +24,8 @@ pub(crate) struct Topics {
     creation: TopicCreation,
     /// Topics known to exist, or whose creation was attempted.
     known: HashSet<String>,
+    /// The topic `ensure` last saw.
+    last: Option<Arc<str>>,
     timeout: Duration,
 }
 
@@ -41,6 +43,7 @@ impl Topics {
             admin: Arc::new(admin),
             creation: options.topic_creation,
             known: HashSet::new(),
+            last: None,
             timeout: options.request_timeout,
         })
     }
@@ -53,8 +56,17 @@ impl Topics {
 
     /// Makes sure a table's topic exists, when creation is on. Returns
     /// quickly for topics already seen.
-    pub(crate) async fn ensure(&mut self, topic: &str) {
-        if self.known.contains(topic) {
+    pub(crate) async fn ensure(&mut self, topic: &Arc<str>) {
+        // Consecutive records mostly share a topic (the same shared name).
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|last| Arc::ptr_eq(last, topic))
+        {
+            return;
+        }
+        if self.known.contains(&**topic) {
+            self.last = Some(topic.clone());
             return;
         }
         if let TopicCreation::Create {
@@ -70,7 +82,8 @@ impl Topics {
             )
             .await;
         }
-        self.known.insert(topic.to_owned());
+        self.known.insert(topic.to_string());
+        self.last = Some(topic.clone());
     }
 
     /// Creates the exactly-once progress topic, when creation is on: one
