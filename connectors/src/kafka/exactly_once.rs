@@ -41,6 +41,9 @@ use super::status::StatusCell;
 use super::topics::Topics;
 use super::{stop_requested, Backoff, End, Sink, TerminalErrorPolicy};
 
+/// A commit that takes longer shows the connector as `retrying`.
+const COMMIT_STALL: Duration = Duration::from_secs(2);
+
 pub(crate) async fn run(sink: Sink, mut topics: Topics) {
     let data_dir = sink.engine.data_dir().to_owned();
     let instance = match tokio::task::spawn_blocking(move || Instance::load_or_create(&data_dir))
@@ -570,8 +573,23 @@ impl Session<'_> {
         let mut backoff = Backoff::new();
         loop {
             let producer = self.producer.clone();
-            let timeout = self.transaction_timeout;
-            match blocking(move || producer.commit_transaction(timeout)).await {
+            let timeout = self.operation_timeout();
+            let mut commit =
+                tokio::task::spawn_blocking(move || producer.commit_transaction(timeout));
+            // A commit blocks until Kafka confirms every record: one that
+            // waits long (brokers away) shows as `retrying` meanwhile.
+            let result = tokio::select! {
+                result = &mut commit => result,
+                _ = tokio::time::sleep(COMMIT_STALL) => {
+                    self.sink.status.retrying(format!(
+                        "a transaction commit has waited for Kafka for more than {} s",
+                        COMMIT_STALL.as_secs()
+                    ));
+                    commit.await
+                }
+            }
+            .expect("librdkafka calls do not panic");
+            match result {
                 Ok(()) => break,
                 Err(error) => {
                     let (txn, text) = transaction_error("committing a transaction", &error);
@@ -628,6 +646,8 @@ impl Session<'_> {
     /// then finds nothing to flush: librdkafka's flush in
     /// `commit_transaction` would otherwise poll in 100 ms steps.
     async fn await_deliveries(&self) {
+        let started = Instant::now();
+        let mut reported = false;
         loop {
             let settled = StatusCell::get(&self.sink.status.in_flight_records) == 0
                 && !self.deliveries.progress_pending.load(Ordering::SeqCst);
@@ -645,10 +665,39 @@ impl Session<'_> {
             if stopping && Instant::now() >= self.sink.stop_deadline() {
                 return;
             }
+            if !reported && started.elapsed() >= COMMIT_STALL {
+                reported = true;
+                StatusCell::add(&self.sink.status.retried, 1);
+                self.sink.status.retrying(format!(
+                    "a transaction's records have waited for Kafka for more than {} s; librdkafka keeps retrying{}",
+                    COMMIT_STALL.as_secs(),
+                    self.deliveries
+                        .last_error
+                        .lock()
+                        .expect("last error lock")
+                        .as_ref()
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
+                ));
+            }
             tokio::select! {
                 _ = self.deliveries.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
+        }
+    }
+
+    /// How long a commit or an abort may block: the transaction timeout,
+    /// or what is left of a stop's grace period (at least a second).
+    fn operation_timeout(&self) -> Duration {
+        if self.sink.stopping() {
+            let left = self
+                .sink
+                .stop_deadline()
+                .saturating_duration_since(Instant::now());
+            left.clamp(Duration::from_secs(1), self.transaction_timeout)
+        } else {
+            self.transaction_timeout
         }
     }
 
@@ -660,7 +709,7 @@ impl Session<'_> {
         }
         StatusCell::add(&self.sink.status.transactions_aborted, 1);
         let producer = self.producer.clone();
-        let timeout = self.transaction_timeout;
+        let timeout = self.operation_timeout();
         if let Err(error) = blocking(move || producer.abort_transaction(timeout)).await {
             tracing::warn!(%error, "aborting a transaction failed; the next session's fencing ends it");
         }

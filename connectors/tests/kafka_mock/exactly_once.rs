@@ -326,3 +326,39 @@ async fn a_refused_record_aborts_its_transaction_and_is_sent_again_as_a_dead_let
     );
     connector.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_holds_the_commit_and_nothing_is_lost_or_committed_twice() {
+    let mock = mock();
+    let brokers = mock.bootstrap_servers();
+    let store = Store::new();
+    let connector = KafkaConnector::start(store.engine.clone(), exactly_once(&brokers))
+        .await
+        .unwrap();
+    let committed = write_users(&store.engine, 50, 13).await;
+    wait_until(WAIT, "the first changes committed", || {
+        connector.status().position == committed
+    })
+    .await;
+    mock.broker_down(1).unwrap();
+    let head = write_users(&store.engine, 100, 13).await;
+    wait_until(WAIT, "the connector to report retrying", || {
+        connector.status().state == ConnectorState::Retrying
+    })
+    .await;
+    assert_eq!(connector.status().position, committed);
+    mock.broker_up(1).unwrap();
+    wait_until(WAIT, "every change committed", || {
+        connector.status().position == head
+    })
+    .await;
+    let status = connector.status();
+    assert_eq!(status.state, ConnectorState::Running, "{status:?}");
+    assert_eq!(status.transactions_aborted, 0, "{status:?}");
+    assert_partition(&progress(&brokers, 2).await, head);
+    let records = read(&brokers, &["t.users"], head as usize).await;
+    let counts = event_counts(&records);
+    assert_eq!(counts.len(), head as usize);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    connector.stop(Duration::from_secs(5)).await;
+}
