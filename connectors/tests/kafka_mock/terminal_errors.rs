@@ -190,3 +190,36 @@ async fn an_authorization_failure_sends_the_refused_changes_to_the_dead_letter_t
     assert_eq!(seen.len(), head as usize, "{seen:?}");
     connector.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_topic_that_is_not_created_stops_the_connector_under_the_stop_policy() {
+    let mock = MockCluster::new(1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    // The brokers say the topic does not exist (and create none).
+    mock.topic_error(
+        "t.users",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+    )
+    .unwrap();
+    let store = Store::new();
+    let mut options = options(&brokers);
+    options
+        .librdkafka
+        .push(("topic.metadata.propagation.max.ms".into(), "500".into()));
+    let connector = KafkaConnector::start(store.engine.clone(), options)
+        .await
+        .unwrap();
+    write_users(&store.engine, 3, 3).await;
+    wait_until(WAIT, "the connector to stop", || {
+        connector.status().state == ConnectorState::Failed
+    })
+    .await;
+    let status = connector.status();
+    assert_eq!(status.position, 0, "nothing skipped: {status:?}");
+    assert!(status.failed >= 1);
+    let error = status.error.unwrap();
+    assert!(
+        error.contains("change 1") && error.contains("t.users"),
+        "{error}"
+    );
+}
