@@ -1,9 +1,9 @@
 //! The `tidefeed` binary: command-line parsing and wiring.
 //!
 //! `serve` loads the configuration, opens (and recovers) the storage engine,
-//! serves the HTTP API (REST, change streams, metrics) and runs until
-//! SIGINT or SIGTERM, then shuts down in order (see [`serve`]). The Kafka
-//! connector is wired in here when it lands: it stops after the HTTP
+//! starts the Kafka connector when `[kafka] enabled`, serves the HTTP API
+//! (REST, change streams, metrics) and runs until SIGINT or SIGTERM, then
+//! shuts down in order (see [`serve`]): the connector stops after the HTTP
 //! service and before the engine closes.
 
 mod cli;
@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tidefeed_config::{Config, Overrides};
+use tidefeed_config::{Config, KafkaConfig, Overrides};
+use tidefeed_connectors::{KafkaConnector, KafkaOptions};
 use tidefeed_engine::{Durability, Engine, EngineOptions, Limits};
 use tidefeed_http::{AppState, ServerOptions, Stopped};
 
@@ -114,11 +115,51 @@ fn http_options(config: &Config) -> ServerOptions {
     }
 }
 
+/// The Kafka connector's options, from the `[kafka]` section.
+fn kafka_options(kafka: &KafkaConfig) -> KafkaOptions {
+    use tidefeed_config::{DeliveryMode as Mode, EventFormat, TerminalErrorPolicy as Policy};
+    use tidefeed_connectors::{DeliveryMode, TerminalErrorPolicy, TopicCreation};
+    let mut options = KafkaOptions::new(kafka.brokers.clone(), &kafka.topic_prefix);
+    options.topic = kafka.topic.as_str().to_owned();
+    options.format = match kafka.format {
+        EventFormat::Native => tidefeed_feed::Format::Native,
+        EventFormat::Debezium => tidefeed_feed::Format::Debezium,
+    };
+    options.tombstones = kafka.tombstones;
+    options.mode = match kafka.mode {
+        Mode::AtLeastOnce => DeliveryMode::AtLeastOnce,
+        Mode::ExactlyOnce => DeliveryMode::ExactlyOnce,
+    };
+    options.topic_creation = if kafka.create_topics {
+        TopicCreation::Create {
+            partitions: kafka.topic_partitions,
+            replication_factor: kafka.topic_replication_factor,
+        }
+    } else {
+        TopicCreation::Broker
+    };
+    options.on_terminal_error = match &kafka.on_terminal_error {
+        Policy::Stop => TerminalErrorPolicy::Stop,
+        Policy::DeadLetter { topic } => TerminalErrorPolicy::DeadLetter {
+            topic: topic.clone(),
+        },
+    };
+    options.max_in_flight_bytes = kafka.max_in_flight_bytes;
+    options.librdkafka = kafka
+        .librdkafka
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    options
+}
+
 /// Runs the server until SIGINT or SIGTERM, then shuts down in a fixed
 /// order: stop accepting connections, end open change streams (each gets
 /// an `error` event), wait up to `shutdown_grace` for requests in flight,
-/// then close the engine (which commits what it received, syncs and seals
-/// the WAL and stops background work).
+/// stop the Kafka connector (records in flight get up to `shutdown_grace`
+/// to be confirmed, or the open transaction to commit, and its position is
+/// acknowledged), then close the engine (which commits what it received,
+/// syncs and seals the WAL and stops background work).
 fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
         listen: args.listen,
@@ -153,6 +194,17 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
     // sent as soon as the readiness line appears is never lost to the
     // default action.
     let signals = runtime.block_on(async { ShutdownSignals::install() })?;
+    // The connector starts once the engine is open and before writes are
+    // served; trouble with the brokers shows in its status, not here.
+    let connector = if config.kafka.enabled {
+        let options = kafka_options(&config.kafka);
+        let connector = runtime
+            .block_on(KafkaConnector::start(engine.clone(), options))
+            .context("starting the Kafka connector")?;
+        Some(connector)
+    } else {
+        None
+    };
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(options.listen))
         .with_context(|| format!("listening on {}", options.listen))?;
@@ -178,6 +230,17 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
             )
         }
         Err(error) => tracing::error!(%error, "HTTP service failed"),
+    }
+    // Streams have ended and no write is accepted any more: flush the
+    // connector before the engine it reads from closes.
+    if let Some(connector) = connector {
+        let status = runtime.block_on(connector.stop(config.server.shutdown_grace));
+        tracing::info!(
+            state = status.state.name(),
+            position = status.position,
+            lag_seqs = status.lag_seqs,
+            "Kafka connector stopped"
+        );
     }
     // The engine closes whatever happened to the service: acknowledged
     // writes are already durable, and close seals the WAL.
@@ -208,5 +271,70 @@ impl ShutdownSignals {
             _ = self.terminate.recv() => "SIGTERM",
             _ = self.interrupt.recv() => "SIGINT",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tidefeed_connectors::{DeliveryMode, TerminalErrorPolicy, TopicCreation};
+
+    use super::*;
+
+    #[test]
+    fn the_kafka_section_maps_onto_the_connectors_options() {
+        let config = Config::from_toml(
+            r#"
+            [kafka]
+            enabled = true
+            brokers = ["k1:9092", "k2:9092"]
+            topic_prefix = "cdc"
+            format = "debezium"
+            tombstones = false
+            mode = "exactly-once"
+            topic_partitions = 6
+            topic_replication_factor = 3
+            on_terminal_error = "dead-letter"
+            max_in_flight_bytes = "8MiB"
+            [kafka.librdkafka]
+            "linger.ms" = 20
+            "#,
+        )
+        .unwrap();
+        let options = kafka_options(&config.kafka);
+        assert_eq!(options.brokers, ["k1:9092", "k2:9092"]);
+        assert_eq!(options.topic, "cdc.{table}");
+        assert_eq!(options.progress_topic, "cdc.__progress");
+        assert_eq!(options.format, tidefeed_feed::Format::Debezium);
+        assert!(!options.tombstones);
+        assert_eq!(options.mode, DeliveryMode::ExactlyOnce);
+        assert_eq!(
+            options.topic_creation,
+            TopicCreation::Create {
+                partitions: Some(6),
+                replication_factor: Some(3)
+            }
+        );
+        assert_eq!(
+            options.on_terminal_error,
+            TerminalErrorPolicy::DeadLetter {
+                topic: "cdc.dead-letter".into()
+            }
+        );
+        assert_eq!(options.max_in_flight_bytes, 8 << 20);
+        assert_eq!(
+            options.librdkafka,
+            [("linger.ms".to_owned(), "20".to_owned())]
+        );
+        assert_eq!(options.consumer, "kafka-connector");
+        assert!(options.commit_interval < Duration::from_secs(1));
+
+        let config = Config::from_toml("[kafka]\ncreate_topics = false\ntopic = \"all\"").unwrap();
+        let options = kafka_options(&config.kafka);
+        assert_eq!(options.topic_creation, TopicCreation::Broker);
+        assert_eq!(options.topic, "all");
+        assert_eq!(options.mode, DeliveryMode::AtLeastOnce);
+        assert_eq!(options.on_terminal_error, TerminalErrorPolicy::Stop);
     }
 }

@@ -200,6 +200,7 @@ const OWNED_OPTIONS: &[(&str, &str, &str)] = &[
     ("isolation.level", "kafka.mode", "exactly-once mode reads its committed progress with read_committed"),
     ("delivery.report.only.error", "kafka.mode", "the position advances on delivery reports"),
     ("queue.buffering.max.kbytes", "kafka.max_in_flight_bytes", "the connector's buffer is bounded by kafka.max_in_flight_bytes"),
+    ("partitioner", "kafka.topic", "each key keeps one partition: the connector partitions by murmur2 of the key, as the Java client does"),
 ];
 
 impl RawKafka {
@@ -709,6 +710,7 @@ mod tests {
                 "queue.buffering.max.kbytes",
                 "kafka.max_in_flight_bytes",
             ),
+            (r#"partitioner = "random""#, "partitioner", "kafka.topic"),
             (
                 r#""Bootstrap.Servers" = "k:9092""#,
                 "bootstrap.servers",
