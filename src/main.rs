@@ -7,6 +7,7 @@
 //! service and before the engine closes.
 
 mod cli;
+mod kafka_status;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -209,7 +210,14 @@ fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
         .block_on(tokio::net::TcpListener::bind(options.listen))
         .with_context(|| format!("listening on {}", options.listen))?;
     let listen = listener.local_addr().context("the bound address")?;
-    let state = AppState::new(engine.clone(), options);
+    let components: Vec<std::sync::Arc<dyn tidefeed_http::Component>> = connector
+        .iter()
+        .map(|c| {
+            std::sync::Arc::new(kafka_status::KafkaComponent(c.status_handle()))
+                as std::sync::Arc<dyn tidefeed_http::Component>
+        })
+        .collect();
+    let state = AppState::with_components(engine.clone(), options, components);
     tracing::info!(%listen, "serving HTTP");
     // The readiness line tests and scripts wait for; with `--listen
     // 127.0.0.1:0` it is how they learn the port.

@@ -219,6 +219,35 @@ async fn sigkill_and_restart_mid_stream_loses_nothing_and_duplicates_only_the_un
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Caught up: the service reports the connector in /v1/status and
+    // /metrics.
+    let status: serde_json::Value = client
+        .get(server.url("/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["kafka"]["state"], "running", "{status}");
+    assert_eq!(status["kafka"]["position"], head, "{status}");
+    assert_eq!(status["kafka"]["lag_seqs"], 0, "{status}");
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tidefeed_kafka_connector_state{state=\"running\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("tidefeed_kafka_connector_position_seq {head}\n")),
+        "{metrics}"
+    );
     server.terminate();
 
     let brokers = tansu.brokers.clone();

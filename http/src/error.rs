@@ -277,9 +277,17 @@ fn engine_parts(error: &EngineError) -> ErrorParts {
                 )
         }
         EngineError::CommitFailed { stage, .. } | EngineError::Poisoned { stage, .. } => {
-            // The cause (with its file) is in the message and the log;
-            // the stage tells an operator where to look.
+            // The cause names server files: logged in full, answered with
+            // the stage only.
             tracing::error!(error = %error, "the storage engine has failed");
+            let message = match error {
+                EngineError::CommitFailed { .. } => format!(
+                    "the write's {stage} failed and the storage engine stopped; whether it is durable is known after a restart; the server log has the detail"
+                ),
+                _ => format!(
+                    "the storage engine stopped after a failure ({stage}); the server log has the detail; a restart recovers every acknowledged write"
+                ),
+            };
             ErrorParts::new(S::SERVICE_UNAVAILABLE, "engine_failed", message)
                 .with("stage", stage.to_string())
         }

@@ -20,6 +20,7 @@
 //! configuration to [`ServerOptions`].
 
 mod auth;
+mod component;
 mod error;
 mod extract;
 mod key;
@@ -37,6 +38,7 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
+pub use component::{Component, Sample, SampleKind};
 pub use error::ApiError;
 pub use options::{OptionsError, Scope, ServerOptions, TokenRule, TokenSecret};
 pub use routes::router;

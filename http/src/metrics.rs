@@ -308,13 +308,14 @@ impl Metrics {
 
     /// Copies engine and feed figures, then renders the registry in the
     /// Prometheus text format.
-    pub fn render(&self, engine: &Engine, feed: &Feed) -> String {
+    pub fn render(&self, engine: &Engine, feed: &Feed, samples: &[crate::Sample]) -> String {
         {
             let _serial = self.refresh.lock().expect("metrics lock poisoned");
             self.engine.refresh(engine, feed);
         }
         let mut families = self.registry.gather();
         families.push(group_size_family(&engine.metrics()));
+        families.extend(crate::component::families(samples));
         TextEncoder::new()
             .encode_to_string(&families)
             .unwrap_or_else(|error| {

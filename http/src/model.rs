@@ -328,6 +328,11 @@ pub struct StatusBody {
     pub max_streams: usize,
     pub uptime_seconds: u64,
     pub shutting_down: bool,
+    /// Other parts of the process by name, e.g. `"kafka"`: the Kafka
+    /// connector's state, position, lag and counters when it runs.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub components: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `/healthz`, `/readyz`.

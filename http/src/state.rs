@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
+use crate::component::Component;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
@@ -36,12 +37,24 @@ struct Inner {
     /// Set once a write found the engine failed (poisoned by a storage
     /// fault): the process stays up to answer, but is not ready.
     engine_failed: AtomicBool,
+    /// Other parts of the process reported in `/v1/status` and `/metrics`.
+    components: Vec<Arc<dyn Component>>,
 }
 
 impl AppState {
     /// The state for a server over `engine`. The feed is built here with
     /// the options' maximum event size.
     pub fn new(engine: Engine, options: ServerOptions) -> AppState {
+        AppState::with_components(engine, options, Vec::new())
+    }
+
+    /// [`AppState::new`], also reporting on `components` (the Kafka
+    /// connector, say).
+    pub fn with_components(
+        engine: Engine,
+        options: ServerOptions,
+        components: Vec<Arc<dyn Component>>,
+    ) -> AppState {
         let feed = Feed::with_max_event_bytes(engine.clone(), options.max_event_bytes);
         AppState {
             inner: Arc::new(Inner {
@@ -54,8 +67,13 @@ impl AppState {
                 shutdown: CancellationToken::new(),
                 started: Instant::now(),
                 engine_failed: AtomicBool::new(false),
+                components,
             }),
         }
+    }
+
+    pub(crate) fn components(&self) -> &[Arc<dyn Component>] {
+        &self.inner.components
     }
 
     pub fn engine(&self) -> &Engine {

@@ -55,8 +55,10 @@ pub(crate) async fn create_consumer(
 )]
 pub(crate) async fn get_consumer(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<ConsumerBody>, ApiError> {
+    principal.require_every_table()?;
     Ok(axum::Json(state.engine().consumer(&name)?.into()))
 }
 
@@ -66,15 +68,20 @@ pub(crate) async fn get_consumer(
     responses((status = 200, description = "Consumers", body = ConsumerList)),
     security(("bearer" = ["read"]))
 )]
-pub(crate) async fn list_consumers(State(state): State<AppState>) -> axum::Json<ConsumerList> {
-    axum::Json(ConsumerList {
+pub(crate) async fn list_consumers(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<axum::Json<ConsumerList>, ApiError> {
+    // Consumers span every table: their names and lag say what others read.
+    principal.require_every_table()?;
+    Ok(axum::Json(ConsumerList {
         consumers: state
             .engine()
             .consumers()
             .into_iter()
             .map(ConsumerBody::from)
             .collect(),
-    })
+    }))
 }
 
 /// Deletes a consumer; it no longer holds retention.

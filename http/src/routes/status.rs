@@ -30,6 +30,11 @@ pub(crate) async fn status(State(state): State<AppState>) -> axum::Json<StatusBo
         max_streams: state.options().max_streams,
         uptime_seconds: state.uptime().as_secs(),
         shutting_down: state.is_shutting_down(),
+        components: state
+            .components()
+            .iter()
+            .map(|c| (c.name().to_owned(), c.status()))
+            .collect(),
     })
 }
 
@@ -42,16 +47,29 @@ pub(crate) async fn status(State(state): State<AppState>) -> axum::Json<StatusBo
     ),
     security((), ("bearer" = ["read"]))
 )]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics().render(state.engine(), state.feed());
-    (
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
+) -> Result<Response, ApiError> {
+    // Metrics are labelled by table and consumer: not for a token that may
+    // see only some tables.
+    principal.require_every_table()?;
+    let samples: Vec<_> = state
+        .components()
+        .iter()
+        .flat_map(|c| c.samples())
+        .collect();
+    let text = state
+        .metrics()
+        .render(state.engine(), state.feed(), &samples);
+    Ok((
         [(
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
         text,
     )
-        .into_response()
+        .into_response())
 }
 
 /// Liveness: the process serves requests.

@@ -322,7 +322,6 @@ async fn a_write_that_failed_to_sync_is_never_visible() {
 /// "Internal errors are logged with detail and answered without it": a
 /// storage failure's answer tells every client the server's file paths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect (low): the engine_failed answer tells any client the server's data directory and WAL file path"]
 async fn a_storage_failure_answer_does_not_reveal_server_paths() {
     let faults = Arc::new(tidefeed_engine::FaultInjector::new());
     let injected = faults.clone();
