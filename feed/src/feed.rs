@@ -12,7 +12,7 @@ use crate::cursor::{scan, ChangePage, Filter, Shared};
 use crate::encode::{EncodedEvent, Format};
 use crate::error::FeedError;
 use crate::shared_encodings::SharedEncodings;
-use crate::subscription::{Snapshot, Subscription};
+use crate::subscription::{ConsumerIdentity, Snapshot, Subscription};
 
 /// The largest encoded event sent whole, by default; larger ones follow
 /// the oversized-event policy (see [`crate::encode_bounded`]).
@@ -69,9 +69,11 @@ pub struct SubscribeOptions {
     /// snapshot is marked by `Resolved { seq: S }`; in the Debezium form
     /// the last snapshot row carries `source.snapshot = "last"`.
     pub snapshot: bool,
-    /// Read as this durable consumer: start at its position (no `since`)
-    /// and fail, saying why, once it is invalidated. Acks stay explicit
-    /// (`Engine::ack_consumer`).
+    /// Read as this durable consumer: start at its position, or at `since`
+    /// if that is later (a reader that saw events past the last ack), and
+    /// fail, saying why, once it is invalidated, or deleted (even if a new
+    /// consumer takes its name). Acks stay explicit
+    /// (`Engine::ack_consumer`); no snapshot.
     pub consumer: Option<String>,
 }
 
@@ -175,12 +177,32 @@ impl Feed {
         if self.engine.is_closed() {
             return Err(FeedError::Closed);
         }
-        let since = match &options.consumer {
-            Some(_) if options.since.is_some() || options.snapshot => {
-                return Err(FeedError::ConsumerWithPosition)
+        let (since, consumer) = match &options.consumer {
+            Some(_) if options.snapshot => return Err(FeedError::ConsumerWithPosition),
+            Some(name) => {
+                let info = self.engine.consumer(name)?;
+                if let Some(reason) = info.invalidated {
+                    return Err(tidefeed_engine::Error::ConsumerInvalidated {
+                        name: name.clone(),
+                        reason,
+                    }
+                    .into());
+                }
+                // A reader that has seen events past the acknowledged
+                // position (an EventSource's Last-Event-ID) goes on after
+                // them; the consumer itself moves only on acks.
+                let start = options
+                    .since
+                    .map_or(info.position, |s| s.max(info.position));
+                (
+                    Some(start),
+                    Some(ConsumerIdentity {
+                        name: name.clone(),
+                        created_micros: info.created_micros,
+                    }),
+                )
             }
-            Some(name) => Some(self.engine.consumer_position(name)?),
-            None => options.since,
+            None => (options.since, None),
         };
         if options.snapshot && options.since.is_some() {
             return Err(FeedError::SnapshotWithPosition);
@@ -226,6 +248,7 @@ impl Feed {
         Ok(Subscription::new(
             self.clone(),
             options,
+            consumer,
             position,
             snapshot,
             visible,

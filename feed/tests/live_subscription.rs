@@ -359,14 +359,35 @@ async fn a_consumer_stream_starts_at_its_position_and_ends_loudly_when_invalidat
         FeedItem::Event { seq, .. } => assert_eq!(seq, 11, "starts after the consumer's position"),
         other => panic!("expected an event, got {other:?}"),
     }
+    // A reader that saw events past the ack (an EventSource's
+    // Last-Event-ID) goes on after them; an earlier `since` does not move
+    // it back below the ack.
+    for (since, first) in [(0, 11), (15, 16)] {
+        let mut resumed = feed
+            .subscribe(SubscribeOptions {
+                consumer: Some("sink".into()),
+                since: Some(since),
+                ..Default::default()
+            })
+            .unwrap();
+        match resumed.next().await.unwrap() {
+            FeedItem::Event { seq, .. } => assert_eq!(seq, first, "since {since}"),
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
     assert!(matches!(
         feed.subscribe(SubscribeOptions {
             consumer: Some("sink".into()),
-            since: Some(0),
+            snapshot: true,
             ..Default::default()
         }),
         Err(FeedError::ConsumerWithPosition)
     ));
+    assert_eq!(
+        engine.consumer_position("sink").unwrap(),
+        10,
+        "reading moved nothing"
+    );
 
     // History grows past the cap: the consumer is invalidated, and the
     // stream says so on its next read instead of skipping ahead.

@@ -60,11 +60,20 @@ enum Read {
     Snapshot(SnapshotPage),
 }
 
+/// Which durable consumer a subscription reads as: a consumer deleted and
+/// created again under the same name is another one (its creation time
+/// differs), and the old subscription must not read as it.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsumerIdentity {
+    pub name: String,
+    pub created_micros: i64,
+}
+
 /// A live position over the feed. Dropping it ends it.
 pub struct Subscription {
     feed: Feed,
     /// The durable consumer this subscription reads as, if any.
-    consumer: Option<String>,
+    consumer: Option<ConsumerIdentity>,
     /// Present until every snapshot row has been read.
     snapshot: Option<Snapshot>,
     position: Seq,
@@ -88,6 +97,7 @@ impl Subscription {
     pub(crate) fn new(
         feed: Feed,
         options: SubscribeOptions,
+        consumer: Option<ConsumerIdentity>,
         position: Seq,
         snapshot: Option<Snapshot>,
         visible: watch::Receiver<Seq>,
@@ -95,7 +105,7 @@ impl Subscription {
         let closed = feed.engine.watch_closed();
         Subscription {
             feed,
-            consumer: options.consumer,
+            consumer,
             snapshot,
             position,
             filter: std::sync::Arc::new(options.filter),
@@ -227,9 +237,23 @@ impl Subscription {
         );
         let consumer = self.consumer.clone();
         tokio::task::spawn_blocking(move || {
-            if let Some(name) = &consumer {
-                // An invalidated consumer is told so on its next read.
-                feed.engine.consumer_position(name)?;
+            if let Some(identity) = &consumer {
+                // An invalidated consumer is told so on its next read, a
+                // deleted (or deleted and re-created) one too.
+                let info = feed.engine.consumer(&identity.name)?;
+                if info.created_micros != identity.created_micros {
+                    return Err(tidefeed_engine::Error::NoSuchConsumer {
+                        name: identity.name.clone(),
+                    }
+                    .into());
+                }
+                if let Some(reason) = info.invalidated {
+                    return Err(tidefeed_engine::Error::ConsumerInvalidated {
+                        name: identity.name.clone(),
+                        reason,
+                    }
+                    .into());
+                }
             }
             scan(
                 &feed.engine,

@@ -79,13 +79,13 @@ pub(crate) async fn stream(
     let snapshot = params::flag("snapshot", query.snapshot.as_deref())?;
     let since = params::since(query.since.as_deref())?;
     let consumer = query.consumer;
-    // A consumer starts at its acknowledged position; an EventSource that
-    // reconnects to it sends its last id, which does not move the
-    // consumer: unacknowledged events are delivered again.
-    let (since, snapshot) = match (&consumer, last_event_id) {
-        (Some(_), _) => (since, snapshot),
-        (None, Some(id)) => (Some(id), false),
-        (None, None) => (since, snapshot),
+    // A consumer starts at its acknowledged position, or after the last
+    // event this client received if that is later (an EventSource sends
+    // it as Last-Event-ID when it reconnects); the consumer itself moves
+    // only on acks. Last-Event-ID wins over `since` and ends a snapshot.
+    let (since, snapshot) = match last_event_id {
+        Some(id) => (Some(id), false),
+        None => (since, snapshot),
     };
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);

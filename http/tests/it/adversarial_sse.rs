@@ -871,7 +871,6 @@ async fn deleting_a_streamed_consumer_ends_its_stream_with_an_error() {
 /// its position — yet it goes on as if it were, and its client's acks now
 /// move the new consumer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect (low): a stream of a deleted consumer continues as the reader of a new consumer created under the same name (ABA), from the old position"]
 async fn a_recreated_consumer_does_not_adopt_the_old_stream() {
     let server = Server::start().await;
     server.create_users().await;
@@ -901,7 +900,6 @@ async fn a_recreated_consumer_does_not_adopt_the_old_stream() {
 /// reconnect. (Starting this connection at max(ack, Last-Event-ID)
 /// without moving the consumer would keep both promises.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect (contract question): a consumer stream ignores Last-Event-ID, so an EventSource reading as a durable consumer gets duplicates on every reconnect"]
 async fn a_consumer_stream_honours_last_event_id_without_moving_the_consumer() {
     let server = Server::start().await;
     server.create_users().await;
