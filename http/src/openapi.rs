@@ -67,7 +67,7 @@ Tokens: `Authorization: Bearer <token>` (or `?access_token=` on /v1/changes and 
         model::ErrorBody,
         model::ErrorDetail,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "tables", description = "Table schemas"),
         (name = "rows", description = "Row writes and reads"),
@@ -87,6 +87,70 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Answers any route can give, added to every operation so the document
+/// lists every status a client may see: 401 and 403 on routes that take
+/// a token (when tokens are configured), 408 when a request outlives the
+/// request timeout, 500 for an internal error.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let secured = operation
+                    .security
+                    .as_ref()
+                    .is_some_and(|requirements| !requirements.is_empty());
+                let responses = &mut operation.responses.responses;
+                let mut add = |code: &str, description: &str| {
+                    responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(description).into());
+                };
+                if secured {
+                    add(
+                        "401",
+                        "unauthorized: no valid token (when tokens are configured)",
+                    );
+                    add(
+                        "403",
+                        "forbidden: the token lacks the route's scope, or the table",
+                    );
+                }
+                add(
+                    "408",
+                    "request_timeout: no response within the request timeout",
+                );
+                add(
+                    "500",
+                    "internal: an unexpected error (the server log has the detail)",
+                );
+            }
+        }
     }
 }
 
