@@ -58,10 +58,7 @@ pub(crate) fn write_outputs(
 ) -> Result<Vec<Output>> {
     let sources: Vec<VersionSource<'_>> = inputs
         .iter()
-        .map(|f| {
-            Box::new(f.reader.range(Bytes::new(), None).map(|r| r.map(Arc::new)))
-                as VersionSource<'_>
-        })
+        .map(|f| Box::new(f.reader.scan_uncached().map(|r| r.map(Arc::new))) as VersionSource<'_>)
         .collect();
     let mut written: Vec<(u64, SstMeta)> = Vec::new();
     let mut current: Option<(u64, SstBuilder)> = None;

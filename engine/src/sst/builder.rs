@@ -2,6 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -45,12 +46,13 @@ pub(crate) struct SstBuilder {
     block: Vec<u8>,
     block_entries: u32,
     handles: Vec<BlockHandle>,
-    /// Every encoded record, in arrival (key) order; written again in seq
-    /// order as log blocks at `finish`. Bounded by the file size, which
-    /// compaction cuts between keys only, so one key's history may make
-    /// it larger than 4 GiB: offsets are 64-bit.
-    log: Vec<u8>,
-    /// (seq, offset in `log`, length), sorted by seq at `finish`.
+    /// Where each record's encoding lies in the file: (seq, file offset,
+    /// length), sorted by seq at `finish`, which copies the records from
+    /// the data blocks into the seq-ordered log blocks. A record is encoded
+    /// the same in both, so the builder keeps no copy of the data in
+    /// memory: a file's records can be many times the memory the engine
+    /// means to use (compaction cuts files between keys only, so one key's
+    /// history may make a file larger than 4 GiB: offsets are 64-bit).
     log_index: Vec<(Seq, u64, u32)>,
     bloom: BloomBuilder,
     last: Option<(Bytes, Seq)>,
@@ -61,7 +63,12 @@ pub(crate) struct SstBuilder {
 
 impl SstBuilder {
     pub(crate) fn create(path: &Path) -> io::Result<SstBuilder> {
-        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        // Read too: `finish` reads the data blocks back.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
         Ok(SstBuilder {
             path: path.to_owned(),
             out: BufWriter::with_capacity(256 << 10, file),
@@ -69,7 +76,6 @@ impl SstBuilder {
             block: Vec::with_capacity(BLOCK_BYTES + 1024),
             block_entries: 0,
             handles: Vec::new(),
-            log: Vec::new(),
             log_index: Vec::new(),
             bloom: BloomBuilder::new(BLOOM_BITS_PER_KEY),
             last: None,
@@ -98,9 +104,10 @@ impl SstBuilder {
         let encoded = &self.block[start..];
         // One record is at most two rows and a key, far below 4 GiB.
         let len = u32::try_from(encoded.len()).expect("a record is smaller than 4 GiB");
+        // The block is written at `offset`, as is, with its trailer after
+        // the records (see `block::seal`).
         self.log_index
-            .push((record.seq, self.log.len() as u64, len));
-        self.log.extend_from_slice(encoded);
+            .push((record.seq, self.offset + start as u64, len));
         self.block_entries += 1;
         self.min_seq = self.min_seq.min(record.seq);
         self.max_seq = self.max_seq.max(record.seq);
@@ -147,6 +154,14 @@ impl SstBuilder {
         Ok(())
     }
 
+    /// Appends the bytes of the file at `offset..offset + len` (written and
+    /// flushed already) to `buf`.
+    fn copy_run(&self, (offset, len): (u64, usize), buf: &mut Vec<u8>) -> io::Result<()> {
+        let start = buf.len();
+        buf.resize(start + len, 0);
+        self.out.get_ref().read_exact_at(&mut buf[start..], offset)
+    }
+
     /// Writes the index sections and the footer, fsyncs the file. The
     /// caller makes the directory entry durable.
     pub(crate) fn finish(mut self) -> io::Result<SstMeta> {
@@ -154,21 +169,38 @@ impl SstBuilder {
         self.finish_block()?;
 
         // The seq-ordered copy: the change scan reads these blocks
-        // sequentially instead of jumping between key-ordered blocks.
+        // sequentially instead of jumping between key-ordered blocks. The
+        // records are read back from the data blocks just written (still
+        // in the page cache); runs that lie next to each other in the file
+        // (keys written in seq order) are read at once.
+        self.out.flush()?;
         self.log_index.sort_unstable_by_key(|&(seq, _, _)| seq);
         let log_index = std::mem::take(&mut self.log_index);
-        let log = std::mem::take(&mut self.log);
         let mut seq_dir = Vec::new();
         let mut seq_dir_entries = 0u32;
         let mut buf = Vec::with_capacity(LOG_BLOCK_BYTES + 1024);
         let mut first_seq = None;
         let mut count = 0u32;
+        // A run of the file not yet copied into `buf`: (offset, length).
+        let mut run: Option<(u64, usize)> = None;
         for (i, &(seq, offset, len)) in log_index.iter().enumerate() {
             first_seq.get_or_insert(seq);
-            let start = usize::try_from(offset).expect("the log is in memory");
-            buf.extend_from_slice(&log[start..start + len as usize]);
+            run = match run {
+                Some((start, run_len)) if start + run_len as u64 == offset => {
+                    Some((start, run_len + len as usize))
+                }
+                Some(pending) => {
+                    self.copy_run(pending, &mut buf)?;
+                    Some((offset, len as usize))
+                }
+                None => Some((offset, len as usize)),
+            };
             count += 1;
-            if buf.len() >= LOG_BLOCK_BYTES || i + 1 == log_index.len() {
+            let pending = run.map_or(0, |(_, run_len)| run_len);
+            if buf.len() + pending >= LOG_BLOCK_BYTES || i + 1 == log_index.len() {
+                if let Some(pending) = run.take() {
+                    self.copy_run(pending, &mut buf)?;
+                }
                 block::seal(&mut buf, count);
                 let (offset, len) = self.write_section(&buf)?;
                 seq_dir.extend_from_slice(&first_seq.take().expect("set above").to_le_bytes());
@@ -179,7 +211,6 @@ impl SstBuilder {
                 count = 0;
             }
         }
-        drop(log);
         block::seal(&mut seq_dir, seq_dir_entries);
 
         let bloom = std::mem::replace(&mut self.bloom, BloomBuilder::new(0));

@@ -56,6 +56,15 @@ impl BlockCache {
         &self.shards[(mix >> 59) as usize % SHARDS]
     }
 
+    /// Bytes of blocks held.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().expect("block cache lock poisoned").bytes)
+            .sum()
+    }
+
     pub(crate) fn get(&self, key: BlockKey) -> Option<Bytes> {
         let mut shard = self.shard(key).lock().expect("block cache lock poisoned");
         let index = *shard.index.get(&key)?;

@@ -265,7 +265,10 @@ impl SstReader {
         Ok((Bytes::from(buf), count))
     }
 
-    fn read_block(&self, index: usize) -> Result<Bytes> {
+    /// A data block, from the cache or the file; a block read from the
+    /// file enters the cache when `fill_cache` (compaction reads every
+    /// block once and would evict what readers use).
+    fn read_block(&self, index: usize, fill_cache: bool) -> Result<Bytes> {
         let handle = &self.blocks[index];
         let Some((id, cache)) = &self.cache else {
             return Ok(self
@@ -278,7 +281,9 @@ impl SstReader {
         let block = self
             .read_section((handle.offset, handle.len), "data block")?
             .0;
-        cache.insert((*id, handle.offset), block.clone());
+        if fill_cache {
+            cache.insert((*id, handle.offset), block.clone());
+        }
         Ok(block)
     }
 
@@ -302,7 +307,7 @@ impl SstReader {
             .blocks
             .partition_point(|b| version_before(&b.last_key, b.last_seq, key, at));
         for index in first..self.blocks.len() {
-            let block = self.read_block(index)?;
+            let block = self.read_block(index, true)?;
             let mut r = Reader::new(&block);
             while !r.is_empty() {
                 // Only the key and seq are read until the version is found.
@@ -332,6 +337,16 @@ impl SstReader {
             current: None,
             start,
             end,
+            fill_cache: true,
+        }
+    }
+
+    /// Every record, as `range` would give them, without filling the block
+    /// cache: for compaction.
+    pub(crate) fn scan_uncached(self: &Arc<Self>) -> RangeIter {
+        RangeIter {
+            fill_cache: false,
+            ..self.range(Bytes::new(), None)
         }
     }
 
@@ -365,6 +380,7 @@ pub(crate) struct RangeIter {
     current: Option<OpenBlock>,
     start: Bytes,
     end: Option<Bytes>,
+    fill_cache: bool,
 }
 
 impl Iterator for RangeIter {
@@ -378,7 +394,7 @@ impl Iterator for RangeIter {
                 }
                 let index = self.next_block;
                 self.next_block += 1;
-                match self.sst.read_block(index) {
+                match self.sst.read_block(index, self.fill_cache) {
                     Ok(bytes) => {
                         self.current = Some(OpenBlock {
                             index,

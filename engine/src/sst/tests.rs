@@ -144,6 +144,24 @@ fn range_and_seq_iteration_return_every_version_in_order() {
     }
 }
 
+/// Compaction reads every block once: through `scan_uncached` they do not
+/// enter the block cache, where they would evict what readers use.
+#[test]
+fn a_compaction_scan_reads_every_version_and_leaves_the_cache_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = history(500, 5_000, 5);
+    let cache = Arc::new(super::cache::BlockCache::new(64 << 20));
+    let (_, sst) = build_with(dir.path(), &records, Some((1, cache.clone())));
+    let mut by_key = records.clone();
+    by_key.sort_by(|a, b| a.key.cmp(&b.key).then(b.seq.cmp(&a.seq)));
+    let scanned: Vec<_> = sst.scan_uncached().map(Result::unwrap).collect();
+    assert_eq!(scanned, by_key);
+    assert_eq!(cache.bytes(), 0, "a compaction scan filled the cache");
+    let read: Vec<_> = sst.range(Bytes::new(), None).map(Result::unwrap).collect();
+    assert_eq!(read, by_key);
+    assert!(cache.bytes() > 0, "readers fill the cache");
+}
+
 #[test]
 fn a_corrupted_block_is_reported_with_file_and_offset_by_the_reader_that_uses_it() {
     let dir = tempfile::tempdir().unwrap();
