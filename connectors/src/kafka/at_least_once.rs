@@ -49,9 +49,11 @@ const FAILURE_DRAIN: Duration = Duration::from_secs(2);
 
 pub(crate) async fn run(sink: Sink, mut topics: Topics) {
     let mut backoff = Backoff::new();
+    // Changes up to here go one record per batch (see `Refusal::alone`).
+    let mut isolate_until: Option<Seq> = None;
     loop {
         let before = StatusCell::get(&sink.status.position);
-        let end = generation(&sink, &mut topics).await;
+        let end = generation(&sink, &mut topics, &mut isolate_until).await;
         if StatusCell::get(&sink.status.position) > before {
             backoff.reset();
         }
@@ -65,6 +67,9 @@ pub(crate) async fn run(sink: Sink, mut topics: Topics) {
                     return;
                 }
             }
+            End::Resend(reason) if !sink.stopping() => {
+                tracing::info!(%reason, "Kafka connector starting a new producer");
+            }
             end => {
                 sink.finish(end);
                 return;
@@ -74,13 +79,16 @@ pub(crate) async fn run(sink: Sink, mut topics: Topics) {
 }
 
 /// One producer's life; see the module documentation.
-async fn generation(sink: &Sink, topics: &mut Topics) -> End {
+async fn generation(sink: &Sink, topics: &mut Topics, isolate_until: &mut Option<Seq>) -> End {
     let position = match sink.engine.consumer_position(&sink.options.consumer) {
         Ok(position) => position,
         Err(error) => return End::from_engine(error),
     };
     sink.status.set_position(position);
-    let deliveries = Deliveries::new(position);
+    if isolate_until.is_some_and(|until| position >= until) {
+        *isolate_until = None;
+    }
+    let deliveries = Deliveries::new(position, isolate_until.is_some());
     let producer = match producer::create(&sink.options, &sink.status, &deliveries, None) {
         Ok(producer) => producer,
         Err(error) => {
@@ -108,7 +116,14 @@ async fn generation(sink: &Sink, topics: &mut Topics) -> End {
         acked: position,
         acked_at: Instant::now(),
         stalled: false,
+        isolate_until: *isolate_until,
     };
+    let probe = tokio::spawn(probe_brokers(
+        run.topics.admin(),
+        sink.status.clone(),
+        sink.options.brokers.join(","),
+        cancel_reader.clone(),
+    ));
     let mut stop = sink.stop.clone();
     let mut ack_tick = tokio::time::interval(sink.options.ack_interval);
     ack_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -118,6 +133,13 @@ async fn generation(sink: &Sink, topics: &mut Topics) -> End {
         }
         if run.deliveries.fatal.load(Ordering::SeqCst) {
             break End::Retry(run.fatal_reason());
+        }
+        if run
+            .isolate_until
+            .is_some_and(|until| run.deliveries.confirmed() >= until)
+        {
+            run.isolate_until = None;
+            break End::Resend("past the records refused as too large".to_owned());
         }
         tokio::select! {
             biased;
@@ -142,6 +164,8 @@ async fn generation(sink: &Sink, topics: &mut Topics) -> End {
     };
     cancel_reader.cancel();
     drop(batches);
+    *isolate_until = run.isolate_until;
+    let _ = probe.await;
     if sink.abandoned() {
         // As a crash would: no drain, no final acknowledgement.
         let Generation { producer, .. } = run;
@@ -160,6 +184,49 @@ async fn generation(sink: &Sink, topics: &mut Topics) -> End {
     let Generation { producer, .. } = run;
     retire(producer, &sink.status).await;
     end
+}
+
+/// How long a probe of the brokers waits for their answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Until the brokers first answer a metadata request, the status says
+/// whether they can be reached: an idle connector whose brokers answer is
+/// `running`, one whose brokers do not is `retrying` with the error, as
+/// it would be once records stalled. Deliveries report from then on.
+async fn probe_brokers(
+    admin: std::sync::Arc<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>,
+    status: std::sync::Arc<StatusCell>,
+    brokers: String,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        let client = admin.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            client.inner().fetch_metadata(None, PROBE_TIMEOUT).map(drop)
+        });
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return,
+            result = probe => result.expect("fetching metadata does not panic"),
+        };
+        match result {
+            Ok(()) => {
+                status.running();
+                return;
+            }
+            Err(error) => {
+                if status.state() != super::ConnectorState::Running {
+                    status.retrying(format!(
+                        "the Kafka brokers ({brokers}) do not answer: {error}; librdkafka keeps trying"
+                    ));
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next()) => {}
+        }
+    }
 }
 
 /// Drops a producer off the executor (dropping purges what is left and
@@ -183,6 +250,9 @@ struct Generation<'a> {
     acked_at: Instant,
     /// In a stall (see `report_stall`).
     stalled: bool,
+    /// Changes up to here go one record per batch; then a new generation
+    /// batches again.
+    isolate_until: Option<Seq>,
 }
 
 impl Generation<'_> {
@@ -263,6 +333,7 @@ impl Generation<'_> {
                         tombstone: record.value.is_none(),
                         dead_letter: record.dead_letter.is_some(),
                         progress: false,
+                        alone: true,
                     };
                     self.deliveries
                         .refusals
@@ -278,7 +349,23 @@ impl Generation<'_> {
     /// Acts on records Kafka refused: the terminal-error policy for
     /// terminal ones, a new generation for the rest.
     async fn settle_refusals(&mut self) -> Option<End> {
-        for refusal in self.deliveries.take_refusals() {
+        let refusals = self.deliveries.take_refusals();
+        // A batch refused as too large may hold records that fit: each is
+        // tried again in a batch of its own before any is dead-lettered
+        // or stops the connector.
+        if let Some(refusal) = refusals
+            .iter()
+            .filter(|r| r.maybe_batch_too_large())
+            .max_by_key(|r| r.seq)
+        {
+            tracing::warn!(seq = refusal.seq, topic = %refusal.topic, error = %refusal.code, "Kafka refused a batch as too large; sending each record on its own");
+            self.isolate_until = Some(self.isolate_until.unwrap_or(0).max(refusal.seq));
+            return Some(End::Resend(format!(
+                "Kafka refused a batch holding change {} as too large ({}); sending each record in a batch of its own",
+                refusal.seq, refusal.code
+            )));
+        }
+        for refusal in refusals {
             match refusal.class {
                 ErrorClass::Purged => {}
                 ErrorClass::Retry => {

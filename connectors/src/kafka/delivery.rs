@@ -30,8 +30,10 @@ pub(crate) const PROGRESS_OPAQUE: usize = usize::MAX;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ErrorClass {
     /// Kafka will never take this record as it is (too large, not
-    /// authorized, no such topic, invalid): the terminal-error policy
-    /// decides.
+    /// authorized, no such topic, invalid, a timestamp the broker's
+    /// bounds refuse): the terminal-error policy decides. Sending it again
+    /// would only be refused again: the record (its timestamp included,
+    /// the change's commit time) never changes.
     Terminal,
     /// The producer purged the record (shutdown, abort, rebuild): no
     /// verdict on the record itself.
@@ -51,6 +53,9 @@ pub(crate) fn classify(code: RDKafkaErrorCode) -> ErrorClass {
         | InvalidMessageSize
         | InvalidRecord
         | InvalidMessage
+        | InvalidTimestamp
+        | UnsupportedForMessageFormat
+        | InvalidRequiredAcks
         | TopicAuthorizationFailed
         | ClusterAuthorizationFailed
         | TransactionalIdAuthorizationFailed
@@ -79,6 +84,25 @@ pub(crate) struct Refusal {
     pub dead_letter: bool,
     /// An exactly-once progress record.
     pub progress: bool,
+    /// The refusal is about this record alone: librdkafka refused it
+    /// before sending, or it travelled in a batch of its own. A broker
+    /// refuses a whole batch as too large when the batch is over its
+    /// limit, though each record in it may fit.
+    pub alone: bool,
+}
+
+impl Refusal {
+    /// A refusal as too large that may be about the batch the record
+    /// travelled in rather than the record: it must be tried again on
+    /// its own before the terminal-error policy applies to it.
+    pub(crate) fn maybe_batch_too_large(&self) -> bool {
+        !self.alone
+            && self.class == ErrorClass::Terminal
+            && matches!(
+                self.code,
+                RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge
+            )
+    }
 }
 
 /// What one producer's deliveries feed: created with the producer, so a
@@ -103,11 +127,15 @@ pub(crate) struct Deliveries {
     /// The last client-level error librdkafka reported (a broker down,
     /// say), for the status while deliveries stall.
     pub last_error: Mutex<Option<String>>,
+    /// The producer sends every record in a batch of its own (see
+    /// [`Refusal::alone`]).
+    pub one_record_batches: bool,
 }
 
 impl Deliveries {
-    pub(crate) fn new(position: Seq) -> Arc<Deliveries> {
+    pub(crate) fn new(position: Seq, one_record_batches: bool) -> Arc<Deliveries> {
         Arc::new(Deliveries {
+            one_record_batches,
             prefix: Mutex::new(ConfirmedPrefix::new(position)),
             refusals: Mutex::new(Vec::new()),
             wake: Notify::new(),
@@ -218,6 +246,7 @@ impl ProducerContext for Context {
                     tombstone: false,
                     dead_letter: false,
                     progress: true,
+                    alone: true,
                 });
             }
             return;
@@ -256,6 +285,7 @@ impl ProducerContext for Context {
                     tombstone: message.payload().is_none(),
                     dead_letter,
                     progress: false,
+                    alone: self.deliveries.one_record_batches,
                 });
             }
         }
@@ -287,6 +317,8 @@ mod tests {
             (UnknownTopicOrPartition, ErrorClass::Terminal),
             (UnknownTopic, ErrorClass::Terminal),
             (InvalidRecord, ErrorClass::Terminal),
+            (InvalidTimestamp, ErrorClass::Terminal),
+            (UnsupportedForMessageFormat, ErrorClass::Terminal),
             (PurgeQueue, ErrorClass::Purged),
             (PurgeInflight, ErrorClass::Purged),
             (MessageTimedOut, ErrorClass::Retry),

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::delivery::{Deliveries, ErrorClass, PROGRESS_OPAQUE};
 use super::producer::{self, Producer};
-use super::progress::{self, Instance, ProgressRecord};
+use super::progress::{self, ChangeMark, Instance, ProgressRecord};
 use super::reader::{self, Batch, DeadLetters};
 use super::record::OutRecord;
 use super::status::StatusCell;
@@ -65,6 +65,8 @@ pub(crate) async fn run(sink: Sink, mut topics: Topics) {
     // The position this process committed, once it has: later sessions
     // start there rather than read it back.
     let mut committed: Option<Seq> = None;
+    // Changes up to here go one record per batch (see `Refusal::alone`).
+    let mut isolate_until: Option<Seq> = None;
     let mut backoff = Backoff::new();
     loop {
         let before = committed;
@@ -75,6 +77,7 @@ pub(crate) async fn run(sink: Sink, mut topics: Topics) {
             &transactional_id,
             &dead_letters,
             &mut committed,
+            &mut isolate_until,
         )
         .await;
         if committed != before {
@@ -89,6 +92,9 @@ pub(crate) async fn run(sink: Sink, mut topics: Topics) {
                     sink.finish(End::Stopped);
                     return;
                 }
+            }
+            End::Resend(reason) if !sink.stopping() => {
+                tracing::info!(%reason, "Kafka connector starting a new producer");
             }
             end => {
                 sink.finish(end);
@@ -137,6 +143,7 @@ async fn session(
     transactional_id: &str,
     dead_letters: &DeadLetters,
     committed: &mut Option<Seq>,
+    isolate_until: &mut Option<Seq>,
 ) -> End {
     let options = &sink.options;
     let transaction_timeout = match options.transaction_timeout() {
@@ -153,7 +160,13 @@ async fn session(
         }
     }
     topics.ensure_progress(&options.progress_topic).await;
-    let deliveries = Deliveries::new(0);
+    if isolate_until
+        .zip(*committed)
+        .is_some_and(|(until, at)| at >= until)
+    {
+        *isolate_until = None;
+    }
+    let deliveries = Deliveries::new(0, isolate_until.is_some());
     let producer =
         match producer::create(options, &sink.status, &deliveries, Some(transactional_id)) {
             Ok(producer) => Arc::new(producer),
@@ -200,7 +213,7 @@ async fn session(
                         return End::Retry(error.to_string());
                     }
                 };
-            match resume_position(sink, record) {
+            match resume_position(sink, record).await {
                 Ok(position) => position,
                 Err(end) => {
                     retire(producer, &sink.status).await;
@@ -232,10 +245,12 @@ async fn session(
         transaction_timeout,
         position,
         open: None,
+        isolate_until: *isolate_until,
     };
     let end = run.serve(batches).await;
     cancel_reader.cancel();
     *committed = Some(run.position);
+    *isolate_until = run.isolate_until;
     drop(run);
     retire(producer, &sink.status).await;
     end
@@ -244,7 +259,7 @@ async fn session(
 /// Where a new session starts: the committed progress, checked against
 /// this data directory's log; without one, the durable consumer's
 /// position.
-fn resume_position(sink: &Sink, record: Option<ProgressRecord>) -> Result<Seq, End> {
+async fn resume_position(sink: &Sink, record: Option<ProgressRecord>) -> Result<Seq, End> {
     let engine = &sink.engine;
     let name = &sink.options.consumer;
     let consumer = engine.consumer(name).map_err(End::from_engine)?;
@@ -266,9 +281,27 @@ fn resume_position(sink: &Sink, record: Option<ProgressRecord>) -> Result<Seq, E
     let visible = engine.visible_seq();
     if record.seq > visible {
         return Err(failed(format!(
-            "the progress committed in Kafka ({}) is ahead of this data directory's log (visible seq {visible}): was the data directory restored from an older copy?",
-            record.seq
+            "the progress committed in Kafka ({}) is ahead of this data directory's log (visible seq {visible}): was the data directory restored from an older copy? Its changes after seq {} would never reach Kafka",
+            record.seq, consumer.position
         )));
+    }
+    // The durable consumer is acknowledged only after a commit, so it is
+    // never ahead of Kafka's progress, unless an operator deleted an
+    // invalidated consumer (whose history is gone) and the connector
+    // created it again at the oldest retained change.
+    if record.seq < consumer.position {
+        tracing::warn!(
+            committed = record.seq,
+            consumer_position = consumer.position,
+            "the durable consumer is ahead of the progress committed in Kafka (was it deleted and created again?)"
+        );
+        if record.seq < engine.low_water() {
+            tracing::warn!(
+                position = consumer.position,
+                "changes after the committed progress are gone: starting at the durable consumer's position"
+            );
+            return Ok(consumer.position);
+        }
     }
     let low_water = engine.low_water();
     if record.seq < low_water {
@@ -277,12 +310,31 @@ fn resume_position(sink: &Sink, record: Option<ProgressRecord>) -> Result<Seq, E
             record.seq
         )));
     }
-    if record.seq < consumer.position {
-        tracing::warn!(
-            committed = record.seq,
-            consumer_position = consumer.position,
-            "the progress committed in Kafka is behind the durable consumer; resuming from Kafka's"
-        );
+    // Kafka ahead of the durable consumer is what a crash between a commit
+    // and its acknowledgement leaves; it is also what a data directory
+    // restored from an older copy shows, when the seqs after the copy
+    // name other changes here than the ones Kafka holds. The consumer
+    // holds retention at its position, so change `record.seq` is here.
+    if let Some(mark) = record
+        .last
+        .as_ref()
+        .filter(|_| record.seq > consumer.position)
+    {
+        let change = sink.read_change(record.seq).await?;
+        let mut records = Vec::new();
+        sink.record_builder()
+            .records(&change, &mut records)
+            .map_err(|error| failed(format!("change {}: {error}", record.seq)))?;
+        let here = records.first().map(ChangeMark::of);
+        if here.as_ref() != Some(mark) {
+            return Err(failed(format!(
+                "the progress committed in Kafka ({}) is for another log: Kafka's change {} is {mark:?}, this data directory's is {here:?}. Was the data directory restored from an older copy? Its changes after seq {} would never reach Kafka. Forward them by other means, or remove this data directory's instance file ({}) to forward as a new instance from the durable consumer's position",
+                record.seq,
+                record.seq,
+                consumer.position,
+                progress::INSTANCE_FILE,
+            )));
+        }
     }
     engine
         .ack_consumer(name, record.seq)
@@ -308,6 +360,8 @@ async fn retire(producer: Arc<Producer>, status: &StatusCell) {
 struct Open {
     first: Seq,
     last: Seq,
+    /// Change `last`: commit time, table, op.
+    last_mark: (i64, Arc<str>, tidefeed_feed::EventOp),
     began: Instant,
 }
 
@@ -323,6 +377,9 @@ struct Session<'a> {
     /// Committed in Kafka up to here.
     position: Seq,
     open: Option<Open>,
+    /// Changes up to here go one record per batch; then a new session
+    /// batches again.
+    isolate_until: Option<Seq>,
 }
 
 impl Session<'_> {
@@ -341,6 +398,17 @@ impl Session<'_> {
         loop {
             if let Some(end) = self.check_producer().await {
                 return end;
+            }
+            if self
+                .isolate_until
+                .is_some_and(|until| self.position >= until)
+            {
+                // Past the refused batch: a new producer batches again.
+                if let Err(end) = self.commit().await {
+                    return end;
+                }
+                self.isolate_until = None;
+                return End::Resend("past the records refused as too large".to_owned());
             }
             tokio::select! {
                 biased;
@@ -420,6 +488,18 @@ impl Session<'_> {
                         )
                     });
                 }
+                ErrorClass::Terminal if refusal.maybe_batch_too_large() => {
+                    // The batch may be what was too large: the record is
+                    // tried again in a batch of its own first.
+                    tracing::warn!(seq = refusal.seq, topic = %refusal.topic, error = %refusal.code, "Kafka refused a batch as too large; sending each record on its own");
+                    self.isolate_until = Some(self.isolate_until.unwrap_or(0).max(refusal.seq));
+                    retry.get_or_insert_with(|| {
+                        format!(
+                            "Kafka refused a batch holding change {} as too large ({}); sending each record in a batch of its own",
+                            refusal.seq, refusal.code
+                        )
+                    });
+                }
                 ErrorClass::Terminal if refusal.progress => {
                     return failed(format!(
                         "the progress topic {:?} refused the progress record for good ({})",
@@ -468,16 +548,19 @@ impl Session<'_> {
             if self.open.is_some() && in_flight + record.size() as u64 > max / 2 && starts_seq {
                 self.commit().await?;
             }
-            self.begin_if_needed(record.seq)?;
+            self.begin_if_needed(record)?;
             self.send(record).await?;
             if let Some(open) = &mut self.open {
-                open.last = record.seq;
+                if open.last != record.seq {
+                    open.last = record.seq;
+                    open.last_mark = (record.ts_micros, record.table.clone(), record.op);
+                }
             }
         }
         Ok(())
     }
 
-    fn begin_if_needed(&mut self, seq: Seq) -> Result<(), End> {
+    fn begin_if_needed(&mut self, record: &OutRecord) -> Result<(), End> {
         if self.open.is_some() {
             return Ok(());
         }
@@ -489,8 +572,9 @@ impl Session<'_> {
             });
         }
         self.open = Some(Open {
-            first: seq,
-            last: seq,
+            first: record.seq,
+            last: record.seq,
+            last_mark: (record.ts_micros, record.table.clone(), record.op),
             began: Instant::now(),
         });
         Ok(())
@@ -521,6 +605,7 @@ impl Session<'_> {
                         tombstone: record.value.is_none(),
                         dead_letter: record.dead_letter.is_some(),
                         progress: false,
+                        alone: true,
                     };
                     let end = self.refused(vec![refusal]);
                     self.abort().await;
@@ -545,10 +630,16 @@ impl Session<'_> {
         let Some(open) = self.open.take() else {
             return Ok(());
         };
+        let (ts_micros, table, op) = &open.last_mark;
         let record = ProgressRecord {
             seq: open.last,
             first_seq: open.first,
             instance_id: self.instance.id.clone(),
+            last: Some(ChangeMark {
+                ts_micros: *ts_micros,
+                table: table.to_string(),
+                op: op.name().to_owned(),
+            }),
         };
         let value = serde_json::to_vec(&record).expect("progress records serialise");
         let progress = BaseRecord::<[u8], [u8], usize>::with_opaque_to(

@@ -314,7 +314,7 @@ impl Sink {
                 tracing::error!(%reason, position = StatusCell::get(&self.status.position), "Kafka connector failed; its position holds");
                 self.status.failed(reason, invalidated);
             }
-            End::Retry(reason) => {
+            End::Retry(reason) | End::Resend(reason) => {
                 // Only reached when a stop cut a retry short.
                 tracing::info!(%reason, "Kafka connector stopped while retrying");
                 self.status.stopped();
@@ -341,6 +341,10 @@ pub(crate) enum End {
     },
     /// Start again from the position after a backoff.
     Retry(String),
+    /// Start again from the position at once, with other producer
+    /// settings (a batch refused as too large: see `Refusal::alone`); not
+    /// a failure.
+    Resend(String),
 }
 
 impl End {
@@ -348,7 +352,7 @@ impl End {
         use tidefeed_engine::Error;
         match error {
             Error::ConsumerInvalidated { name, reason } => End::Failed {
-                reason: format!("the durable consumer {name:?} was invalidated: {reason}; reset it to forward again (changes after its position may be gone)"),
+                reason: format!("the durable consumer {name:?} was invalidated: {reason}; to forward again, delete it (DELETE /v1/consumers/{name}) and restart tidefeed: the connector then starts over at the oldest retained change, and the changes between its old position and that are not forwarded"),
                 invalidated: Some(reason),
             },
             Error::Closed => End::Failed {

@@ -53,7 +53,14 @@ pub(crate) fn create(
         },
         track_prefix: transactional_id.is_none(),
     };
-    config(options.producer_settings(transactional_id))
+    let mut settings = options.producer_settings(transactional_id);
+    if deliveries.one_record_batches {
+        // Every record in a batch of its own, so a refusal as too large
+        // is about that record (set last: it wins over pass-through).
+        settings.push(("batch.num.messages".into(), "1".into()));
+        settings.push(("linger.ms".into(), "0".into()));
+    }
+    config(settings)
         .create_with_context(context)
         .map_err(|source| ConnectorError::Client {
             client: "producer",
@@ -76,7 +83,7 @@ pub(crate) fn send(
     StatusCell::add(&status.in_flight_records, 1);
     let mut base = BaseRecord::with_opaque_to(&record.topic, record.seq as usize)
         .key(&record.key[..])
-        .timestamp(record.timestamp_ms)
+        .timestamp(record.timestamp_ms())
         .headers(record.headers());
     if let Some(value) = &record.value {
         base = base.payload(&value[..]);

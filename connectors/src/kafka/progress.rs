@@ -36,6 +36,7 @@ use tidefeed_engine::Seq;
 
 use super::error::ConnectorError;
 use super::options::KafkaOptions;
+use super::record::OutRecord;
 
 /// The connector's file in the data directory.
 pub const INSTANCE_FILE: &str = "kafka-connector.json";
@@ -50,6 +51,32 @@ pub struct ProgressRecord {
     pub first_seq: Seq,
     /// The data directory's instance id.
     pub instance_id: String,
+    /// Change `seq` as this data directory's log holds it (absent in
+    /// records written before marks were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<ChangeMark>,
+}
+
+/// What tells one change from another with the same seq in another log:
+/// a restored copy of a data directory gives the seqs after the copy to
+/// new changes, committed at other times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeMark {
+    /// Commit time, microseconds since the Unix epoch.
+    pub ts_micros: i64,
+    pub table: String,
+    /// `insert`, `update` or `delete`.
+    pub op: String,
+}
+
+impl ChangeMark {
+    pub(crate) fn of(record: &OutRecord) -> ChangeMark {
+        ChangeMark {
+            ts_micros: record.ts_micros,
+            table: record.table.to_string(),
+            op: record.op.name().to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -287,12 +314,24 @@ mod tests {
             seq: 42,
             first_seq: 40,
             instance_id: "x".into(),
+            last: Some(ChangeMark {
+                ts_micros: 1_700_000_000_123_456,
+                table: "users".into(),
+                op: "update".into(),
+            }),
         };
         let json = serde_json::to_string(&record).unwrap();
-        assert_eq!(json, r#"{"seq":42,"first_seq":40,"instance_id":"x"}"#);
+        assert_eq!(
+            json,
+            r#"{"seq":42,"first_seq":40,"instance_id":"x","last":{"ts_micros":1700000000123456,"table":"users","op":"update"}}"#
+        );
         assert_eq!(
             serde_json::from_str::<ProgressRecord>(&json).unwrap(),
             record
         );
+        // Records written before marks were still read.
+        let old: ProgressRecord =
+            serde_json::from_str(r#"{"seq":42,"first_seq":40,"instance_id":"x"}"#).unwrap();
+        assert_eq!(old.last, None);
     }
 }

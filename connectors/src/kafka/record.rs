@@ -37,8 +37,8 @@ pub(crate) struct OutRecord {
     pub table: Arc<str>,
     pub op: EventOp,
     pub batch: Option<BatchPosition>,
-    /// Commit time, milliseconds since the Unix epoch.
-    pub timestamp_ms: i64,
+    /// Commit time, microseconds since the Unix epoch.
+    pub ts_micros: i64,
     /// Set on a dead letter: why, and where the record was going.
     pub dead_letter: Option<DeadLetterInfo>,
 }
@@ -52,6 +52,11 @@ pub(crate) struct DeadLetterInfo {
 }
 
 impl OutRecord {
+    /// The record's Kafka timestamp: the commit time in milliseconds.
+    pub(crate) fn timestamp_ms(&self) -> i64 {
+        self.ts_micros.div_euclid(1000)
+    }
+
     /// What this record counts for in the in-flight bound.
     pub(crate) fn size(&self) -> usize {
         record_size(self.key.len(), self.value.as_ref().map_or(0, |v| v.len()))
@@ -210,7 +215,7 @@ impl RecordBuilder {
             table,
             op: event.op,
             batch: event.batch,
-            timestamp_ms: event.ts_micros.div_euclid(1000),
+            ts_micros: event.ts_micros,
             dead_letter: None,
         };
         if self.tombstones && event.op == EventOp::Delete {
@@ -253,7 +258,7 @@ impl RecordBuilder {
             table,
             op: event.op,
             batch: event.batch,
-            timestamp_ms: event.ts_micros.div_euclid(1000),
+            ts_micros: event.ts_micros,
             dead_letter: Some(DeadLetterInfo {
                 error,
                 original_topic: topic.to_string(),

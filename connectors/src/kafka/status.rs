@@ -182,6 +182,11 @@ impl StatusCell {
         }
     }
 
+    /// The current state.
+    pub(crate) fn state(&self) -> ConnectorState {
+        self.lock().state
+    }
+
     /// Enters `Retrying` with the reason, unless final.
     pub(crate) fn retrying(&self, reason: String) {
         let mut inner = self.lock();

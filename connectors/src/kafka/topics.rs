@@ -48,6 +48,11 @@ impl Topics {
         })
     }
 
+    /// The admin client, for a task that checks the brokers answer.
+    pub(crate) fn admin(&self) -> Arc<AdminClient<DefaultClientContext>> {
+        self.admin.clone()
+    }
+
     fn admin_options(&self) -> AdminOptions {
         AdminOptions::new()
             .request_timeout(Some(self.timeout))

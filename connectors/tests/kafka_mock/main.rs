@@ -7,6 +7,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod adversarial_contract;
+mod adversarial_errors;
+mod adversarial_exactly_once;
 mod debezium;
 mod exactly_once;
 mod forwarding;
