@@ -222,3 +222,64 @@ async fn a_batch_refused_as_too_large_in_a_transaction_dead_letters_no_record_th
     assert_eq!(connector.status().dead_lettered, 0);
     connector.stop(Duration::from_secs(5)).await;
 }
+
+/// The recovery the invalidation error names, in exactly-once mode: the
+/// operator deletes the connector's consumer and restarts. Kafka's
+/// progress is then below the retained history (what lay between is gone
+/// by the operator's choice); the connector starts at its new consumer's
+/// position, the oldest retained change, instead of failing forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_deleted_by_the_operator_starts_over_at_the_oldest_retained_change() {
+    let mock = mock();
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine_options = EngineOptions::new(dir.path());
+    engine_options.history_window = Some(Duration::ZERO);
+    let engine = Engine::open(engine_options).unwrap();
+    engine.create_table(users_schema()).unwrap();
+    let first = write_users(&engine, 10, 10).await;
+    forward_until(&engine, &brokers, first).await;
+
+    // Changes the connector never forwards, then the consumer is deleted
+    // and history moves past them.
+    let skipped = write_users(&engine, 20, 10).await;
+    engine.delete_consumer("kafka-connector").unwrap();
+    engine.flush().unwrap();
+    engine.compact().unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while engine.low_water() <= first {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "low-water stays at {}",
+            engine.low_water()
+        );
+        engine.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let low_water = engine.low_water();
+    assert!(low_water > first && low_water <= skipped);
+
+    let connector = KafkaConnector::start(engine.clone(), exactly_once(&brokers))
+        .await
+        .unwrap();
+    let head = write_users(&engine, 5, 5).await;
+    wait_until(WAIT, "forwarding again", || {
+        let s = connector.status();
+        s.position == head || s.state == ConnectorState::Failed
+    })
+    .await;
+    let status = connector.status();
+    assert_eq!(status.position, head, "{status:?}");
+    // The first ten, then everything after the new consumer's position.
+    let expected = first + (head - low_water);
+    let seqs: std::collections::BTreeSet<u64> = read(&brokers, &["t.users"], expected as usize)
+        .await
+        .iter()
+        .map(|r| r.seq())
+        .collect();
+    assert!(
+        (low_water + 1..=head).all(|seq| seqs.contains(&seq)),
+        "{seqs:?}"
+    );
+    connector.stop(Duration::from_secs(5)).await;
+}
