@@ -4,16 +4,15 @@
 //! process, so it outlives the server's restarts) or to tansu (for a
 //! broker frozen with SIGSTOP).
 
+mod common;
 #[path = "../connectors/tests/common/mod.rs"]
 mod kafka;
 #[path = "../connectors/tests/common/tansu.rs"]
 mod tansu;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource;
@@ -21,103 +20,25 @@ use futures_util::StreamExt;
 use rdkafka::mocking::MockCluster;
 use serde_json::{json, Value};
 
-struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
-    _stdout: BufReader<ChildStdout>,
+use common::Tidefeed as Server;
+
+/// `tidefeed serve` with these variables, librdkafka's warnings in its log.
+fn start(data_dir: &Path, log: &Path, env: &[(&str, &str)]) -> Server {
+    let mut env = env.to_vec();
+    env.push(("TIDEFEED_LOG", "info,librdkafka=warn"));
+    Server::start_with_env(data_dir, log, &env)
 }
 
-impl Server {
-    fn start(data_dir: &Path, log: &Path, env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidefeed"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("TIDEFEED_LOG", "info,librdkafka=warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(File::options().create(true).append(true).open(log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert!(
-            line.starts_with("tidefeed ready"),
-            "unexpected first line {line:?}; log: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("listen="))
-            .unwrap()
-            .to_owned();
-        Server {
-            child,
-            base: format!("http://{addr}"),
-            log: log.to_owned(),
-            _stdout: stdout,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit; its exit code and how long it took.
-    fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), start.elapsed());
-            }
-            assert!(
-                start.elapsed() < limit,
-                "tidefeed did not exit within {limit:?}; log: {}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .unwrap()
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Waits for the process to exit; its exit code and how long it took.
+fn wait_exit(server: &mut Server, limit: Duration) -> (Option<i32>, Duration) {
+    let start = Instant::now();
+    let status = server.wait_timeout(limit).unwrap_or_else(|| {
+        panic!(
+            "tidefeed did not exit within {limit:?}; log: {}",
+            server.log_text()
+        )
+    });
+    (status.code(), start.elapsed())
 }
 
 async fn get_json(client: &reqwest::Client, url: String) -> Value {
@@ -220,7 +141,7 @@ async fn env_overrides_reach_the_connector_and_values_are_the_sse_bytes() {
         ("TIDEFEED_KAFKA__FORMAT", "debezium"),
         ("TIDEFEED_KAFKA__TOMBSTONES", "false"),
     ]);
-    let server = Server::start(&dir.path().join("data"), &dir.path().join("log"), &env);
+    let server = start(&dir.path().join("data"), &dir.path().join("log"), &env);
     let client = reqwest::Client::new();
     create_users(&client, &server).await;
     put_user(&client, &server, 1, "ann \"quoted\" \u{1F600}")
@@ -277,7 +198,7 @@ async fn an_idle_connector_with_a_healthy_broker_reports_running() {
     let mock = MockCluster::new(1).unwrap();
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = start(
         &dir.path().join("data"),
         &dir.path().join("log"),
         &mock_env(&brokers),
@@ -302,7 +223,7 @@ async fn an_unreachable_broker_shows_in_the_status_before_any_write() {
         .port();
     let brokers = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = start(
         &dir.path().join("data"),
         &dir.path().join("log"),
         &mock_env(&brokers),
@@ -326,7 +247,7 @@ async fn an_unreachable_broker_with_writes_shows_retrying_with_the_error_and_the
         .port();
     let brokers = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = start(
         &dir.path().join("data"),
         &dir.path().join("log"),
         &mock_env(&brokers),
@@ -436,7 +357,7 @@ async fn sigterm_mid_stream_then_restart_loses_nothing_and_sends_nothing_twice()
     let env = mock_env(&brokers);
     let client = reqwest::Client::new();
     let mut acknowledged = Vec::new();
-    let mut server = Server::start(&data, &log, &env);
+    let mut server = start(&data, &log, &env);
     create_users(&client, &server).await;
     for round in 0..3 {
         let until = Instant::now() + Duration::from_millis(1200);
@@ -472,10 +393,10 @@ async fn sigterm_mid_stream_then_restart_loses_nothing_and_sends_nothing_twice()
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
         server.signal("TERM");
-        let (code, _) = server.wait_exit(Duration::from_secs(20));
+        let (code, _) = wait_exit(&mut server, Duration::from_secs(20));
         assert_eq!(code, Some(0), "{}", server.log_text());
         acknowledged.extend(writer.await.unwrap());
-        server = Server::start(&data, &log, &env);
+        server = start(&data, &log, &env);
     }
     let head = *acknowledged.iter().max().unwrap();
     let (done, status) = wait_status(&client, &server, Duration::from_secs(30), |s| {
@@ -518,7 +439,7 @@ async fn sigterm_with_a_frozen_broker_exits_within_the_grace_and_resumes_after()
         ("TIDEFEED_SERVER__SHUTDOWN_GRACE", "2s"),
     ];
     let client = reqwest::Client::new();
-    let mut server = Server::start(&data, &log, &env);
+    let mut server = start(&data, &log, &env);
     create_users(&client, &server).await;
     for id in 0..20 {
         put_user(&client, &server, id, "before").await.unwrap();
@@ -539,14 +460,14 @@ async fn sigterm_with_a_frozen_broker_exits_within_the_grace_and_resumes_after()
     .await;
     assert!(done, "{status}");
     server.signal("TERM");
-    let (code, took) = server.wait_exit(Duration::from_secs(30));
+    let (code, took) = wait_exit(&mut server, Duration::from_secs(30));
     assert_eq!(code, Some(0), "{}", server.log_text());
     assert!(
         took < Duration::from_millis(3500),
         "exit took {took:?} with shutdown_grace = 2s"
     );
     tansu.thaw();
-    let server = Server::start(&data, &log, &env);
+    let server = start(&data, &log, &env);
     let (done, status) = wait_status(&client, &server, Duration::from_secs(60), |s| {
         s["position"] == head
     })
@@ -572,7 +493,7 @@ async fn an_outage_past_the_retention_cap_fails_loudly_in_status_and_metrics() {
         ("TIDEFEED_STORAGE__MEMTABLE_SIZE", "64KiB"),
         ("TIDEFEED_STORAGE__DURABILITY", "async"),
     ]);
-    let server = Server::start(&dir.path().join("data"), &dir.path().join("log"), &env);
+    let server = start(&dir.path().join("data"), &dir.path().join("log"), &env);
     let client = reqwest::Client::new();
     create_users(&client, &server).await;
     put_user(&client, &server, 0, "first").await.unwrap();
@@ -623,7 +544,7 @@ async fn the_invalidation_error_names_a_recovery_the_api_offers() {
         ("TIDEFEED_STORAGE__MEMTABLE_SIZE", "64KiB"),
         ("TIDEFEED_STORAGE__DURABILITY", "async"),
     ]);
-    let server = Server::start(&dir.path().join("data"), &dir.path().join("log"), &env);
+    let server = start(&dir.path().join("data"), &dir.path().join("log"), &env);
     let client = reqwest::Client::new();
     create_users(&client, &server).await;
     put_user(&client, &server, 0, "first").await.unwrap();
@@ -669,7 +590,7 @@ async fn server_memory_stays_bounded_while_kafka_is_down_and_writes_continue() {
         ("TIDEFEED_STORAGE__DURABILITY", "async"),
         ("TIDEFEED_KAFKA__MAX_IN_FLIGHT_BYTES", "1MiB"),
     ]);
-    let server = Server::start(&dir.path().join("data"), &dir.path().join("log"), &env);
+    let server = start(&dir.path().join("data"), &dir.path().join("log"), &env);
     let client = reqwest::Client::new();
     create_users(&client, &server).await;
     put_user(&client, &server, 0, "first").await.unwrap();

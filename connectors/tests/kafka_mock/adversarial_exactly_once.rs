@@ -1,7 +1,8 @@
 //! Adversarial checks of exactly-once mode on the mock cluster: no empty
-//! transactions on an idle system, and a data directory restored from a
-//! copy (same instance file, so the same `transactional.id`) whose log
-//! has diverged from what Kafka committed.
+//! transactions on an idle system; a data directory restored from a copy
+//! (same instance file, so the same `transactional.id`) whose log has
+//! diverged from what Kafka committed; a batch refused as too large; and
+//! the recovery after an operator deleted the connector's consumer.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,21 +12,9 @@ use tidefeed_connectors::{ConnectorState, DeliveryMode, KafkaConnector, KafkaOpt
 use tidefeed_engine::{Engine, EngineOptions, Mutation};
 
 use crate::common::*;
+use crate::exactly_once::{exactly_once, mock};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn exactly_once(brokers: &str) -> KafkaOptions {
-    let mut options = options(brokers);
-    options.mode = DeliveryMode::ExactlyOnce;
-    options
-}
-
-fn mock() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
-    let mock = MockCluster::new(1).unwrap();
-    mock.create_topic("t.users", 2, 1).unwrap();
-    mock.create_topic("t.__progress", 1, 1).unwrap();
-    mock
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_connector_commits_no_transactions() {

@@ -20,13 +20,14 @@ use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn exactly_once(brokers: &str) -> KafkaOptions {
+pub(crate) fn exactly_once(brokers: &str) -> KafkaOptions {
     let mut options = options(brokers);
     options.mode = DeliveryMode::ExactlyOnce;
     options
 }
 
-fn mock() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+/// A mock cluster with the data topic (2 partitions) and the progress topic.
+pub(crate) fn mock() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("t.users", 2, 1).unwrap();
     mock.create_topic("t.__progress", 1, 1).unwrap();
