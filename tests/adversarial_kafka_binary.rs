@@ -575,14 +575,14 @@ async fn server_memory_stays_bounded_while_kafka_is_down_and_writes_continue() {
             }
         }
     };
-    // Warm up: 48 MB of rows, each update also keeping its before-image,
+    // Warm up: 72 MB of rows, each update also keeping its before-image,
     // fill what memory is meant to hold (the 64 MiB block cache with
     // versions read for before-images, memtables, buffers).
-    write_batch(6000, 0).await;
+    write_batch(9000, 0).await;
     let warm = server.rss_kib();
     // As much again: now the backlog only grows on disk.
-    write_batch(6000, 6000).await;
-    written += 6000 * 8000;
+    write_batch(9000, 9000).await;
+    written += 9000 * 8000;
     let after = server.rss_kib();
     let status = kafka_status(&client, &server).await;
     assert!(status["lag_seqs"].as_u64().unwrap() > 5000, "{status}");
@@ -594,8 +594,10 @@ async fn server_memory_stays_bounded_while_kafka_is_down_and_writes_continue() {
         "RSS {warm} KiB after warm-up, {after} KiB after {} MiB more backlog",
         written >> 20
     );
+    // Memory that grew with the backlog would grow by more than the rows
+    // written (each also keeps its before-image); allow half of them.
     assert!(
-        after < warm + 24 * 1024,
+        after < warm + (written >> 10) / 2,
         "RSS grew from {warm} KiB to {after} KiB with {} MiB of backlog",
         written >> 20
     );

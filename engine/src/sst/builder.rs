@@ -19,6 +19,12 @@ pub(crate) const BLOCK_BYTES: usize = 16 << 10;
 /// Log blocks (the seq-ordered copy) are cut once they reach this size.
 pub(crate) const LOG_BLOCK_BYTES: usize = 64 << 10;
 const BLOOM_BITS_PER_KEY: usize = 10;
+/// Records copied into the seq-ordered log blocks per sweep over the data
+/// blocks: what a builder holds of the data at most (beyond one record).
+/// Small in unit tests, so that they sweep many times.
+const GATHER_BYTES: usize = if cfg!(test) { 48 << 10 } else { 8 << 20 };
+/// How much of the data blocks one read takes while gathering.
+const GATHER_READ_BYTES: usize = if cfg!(test) { 8 << 10 } else { 1 << 20 };
 
 /// What a finished SSTable holds, for the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,14 +160,6 @@ impl SstBuilder {
         Ok(())
     }
 
-    /// Appends the bytes of the file at `offset..offset + len` (written and
-    /// flushed already) to `buf`.
-    fn copy_run(&self, (offset, len): (u64, usize), buf: &mut Vec<u8>) -> io::Result<()> {
-        let start = buf.len();
-        buf.resize(start + len, 0);
-        self.out.get_ref().read_exact_at(&mut buf[start..], offset)
-    }
-
     /// Writes the index sections and the footer, fsyncs the file. The
     /// caller makes the directory entry durable.
     pub(crate) fn finish(mut self) -> io::Result<SstMeta> {
@@ -171,9 +169,10 @@ impl SstBuilder {
         // The seq-ordered copy: the change scan reads these blocks
         // sequentially instead of jumping between key-ordered blocks. The
         // records are read back from the data blocks just written (still
-        // in the page cache); runs that lie next to each other in the file
-        // (keys written in seq order) are read at once.
+        // in the page cache), a window of `GATHER_BYTES` at a time, each
+        // window in one sweep over the file in large reads.
         self.out.flush()?;
+        let data_end = self.offset;
         self.log_index.sort_unstable_by_key(|&(seq, _, _)| seq);
         let log_index = std::mem::take(&mut self.log_index);
         let mut seq_dir = Vec::new();
@@ -181,35 +180,49 @@ impl SstBuilder {
         let mut buf = Vec::with_capacity(LOG_BLOCK_BYTES + 1024);
         let mut first_seq = None;
         let mut count = 0u32;
-        // A run of the file not yet copied into `buf`: (offset, length).
-        let mut run: Option<(u64, usize)> = None;
-        for (i, &(seq, offset, len)) in log_index.iter().enumerate() {
-            first_seq.get_or_insert(seq);
-            run = match run {
-                Some((start, run_len)) if start + run_len as u64 == offset => {
-                    Some((start, run_len + len as usize))
+        let mut gathered = Vec::new();
+        let mut chunk = Vec::new();
+        let mut window_start = 0;
+        while window_start < log_index.len() {
+            let mut window_bytes = 0usize;
+            let window_end = window_start
+                + log_index[window_start..]
+                    .iter()
+                    .take_while(|&&(_, _, len)| {
+                        let fits = window_bytes == 0 || window_bytes + len as usize <= GATHER_BYTES;
+                        if fits {
+                            window_bytes += len as usize;
+                        }
+                        fits
+                    })
+                    .count();
+            let window = &log_index[window_start..window_end];
+            gather(
+                self.out.get_ref(),
+                data_end,
+                window,
+                &mut gathered,
+                &mut chunk,
+            )?;
+            let mut at = 0;
+            for (i, &(seq, _, len)) in window.iter().enumerate() {
+                first_seq.get_or_insert(seq);
+                buf.extend_from_slice(&gathered[at..at + len as usize]);
+                at += len as usize;
+                count += 1;
+                let last = window_end == log_index.len() && i + 1 == window.len();
+                if buf.len() >= LOG_BLOCK_BYTES || last {
+                    block::seal(&mut buf, count);
+                    let (offset, len) = self.write_section(&buf)?;
+                    seq_dir.extend_from_slice(&first_seq.take().expect("set above").to_le_bytes());
+                    varint::put_u64(&mut seq_dir, offset);
+                    varint::put_u64(&mut seq_dir, u64::from(len));
+                    seq_dir_entries += 1;
+                    buf.clear();
+                    count = 0;
                 }
-                Some(pending) => {
-                    self.copy_run(pending, &mut buf)?;
-                    Some((offset, len as usize))
-                }
-                None => Some((offset, len as usize)),
-            };
-            count += 1;
-            let pending = run.map_or(0, |(_, run_len)| run_len);
-            if buf.len() + pending >= LOG_BLOCK_BYTES || i + 1 == log_index.len() {
-                if let Some(pending) = run.take() {
-                    self.copy_run(pending, &mut buf)?;
-                }
-                block::seal(&mut buf, count);
-                let (offset, len) = self.write_section(&buf)?;
-                seq_dir.extend_from_slice(&first_seq.take().expect("set above").to_le_bytes());
-                varint::put_u64(&mut seq_dir, offset);
-                varint::put_u64(&mut seq_dir, u64::from(len));
-                seq_dir_entries += 1;
-                buf.clear();
-                count = 0;
             }
+            window_start = window_end;
         }
         block::seal(&mut seq_dir, seq_dir_entries);
 
@@ -252,4 +265,42 @@ impl SstBuilder {
             largest_key: self.last.expect("not empty").0,
         })
     }
+}
+
+/// Sets `out` to the bytes of `entries` ((seq, offset, length) in the
+/// file, flushed below `data_end`), in the order given. The file is read in
+/// offset order, `GATHER_READ_BYTES` at a time, skipping stretches that
+/// hold none of the entries.
+fn gather(
+    file: &File,
+    data_end: u64,
+    entries: &[(Seq, u64, u32)],
+    out: &mut Vec<u8>,
+    chunk: &mut Vec<u8>,
+) -> io::Result<()> {
+    // (offset, length, position in `out`), in file order.
+    let mut places: Vec<(u64, usize, usize)> = Vec::with_capacity(entries.len());
+    let mut total = 0;
+    for &(_, offset, len) in entries {
+        places.push((offset, len as usize, total));
+        total += len as usize;
+    }
+    places.sort_unstable_by_key(|&(offset, _, _)| offset);
+    out.clear();
+    out.resize(total, 0);
+    // The file's bytes `chunk_start..chunk_start + chunk.len()`.
+    let mut chunk_start = 0u64;
+    chunk.clear();
+    for (offset, len, at) in places {
+        let end = offset + len as u64;
+        if offset < chunk_start || end > chunk_start + chunk.len() as u64 {
+            let want = (len.max(GATHER_READ_BYTES) as u64).min(data_end - offset);
+            chunk.resize(want as usize, 0);
+            file.read_exact_at(chunk, offset)?;
+            chunk_start = offset;
+        }
+        let from = (offset - chunk_start) as usize;
+        out[at..at + len].copy_from_slice(&chunk[from..from + len]);
+    }
+    Ok(())
 }
