@@ -7,8 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rdkafka::mocking::MockCluster;
-use tidefeed_connectors::{ConnectorState, DeliveryMode, KafkaConnector, KafkaOptions};
+use tidefeed_connectors::{ConnectorState, KafkaConnector};
 use tidefeed_engine::{Engine, EngineOptions, Mutation};
 
 use crate::common::*;
