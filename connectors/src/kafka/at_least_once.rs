@@ -139,7 +139,7 @@ async fn generation(sink: &Sink, topics: &mut Topics, isolate_until: &mut Option
             .is_some_and(|until| run.deliveries.confirmed() >= until)
         {
             run.isolate_until = None;
-            break End::Resend("past the records refused as too large".to_owned());
+            break End::Resend("past the records refused with their batch".to_owned());
         }
         tokio::select! {
             biased;
@@ -172,9 +172,10 @@ async fn generation(sink: &Sink, topics: &mut Topics, isolate_until: &mut Option
         retire(producer, &sink.status).await;
         return end;
     }
-    let deadline = match &end {
-        End::Stopped => sink.stop_deadline(),
-        _ => Instant::now() + FAILURE_DRAIN,
+    let deadline = if sink.stopping() {
+        sink.stop_deadline()
+    } else {
+        Instant::now() + FAILURE_DRAIN
     };
     run.drain(deadline).await;
     let end = match run.ack(true) {
@@ -189,10 +190,12 @@ async fn generation(sink: &Sink, topics: &mut Topics, isolate_until: &mut Option
 /// How long a probe of the brokers waits for their answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Until the brokers first answer a metadata request, the status says
-/// whether they can be reached: an idle connector whose brokers answer is
-/// `running`, one whose brokers do not is `retrying` with the error, as
-/// it would be once records stalled. Deliveries report from then on.
+/// Until the brokers first answer a metadata request, the status of a
+/// connector that has not delivered yet says whether they can be reached:
+/// `running` when they answer, `retrying` with the error when they do not,
+/// as it would be once records stalled. A state anything else set (a
+/// delivery, a stall, a retry) is left alone: after a retry the connector
+/// is `retrying` until a record is confirmed again.
 async fn probe_brokers(
     admin: std::sync::Arc<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>,
     status: std::sync::Arc<StatusCell>,
@@ -200,6 +203,7 @@ async fn probe_brokers(
     cancel: CancellationToken,
 ) {
     let mut backoff = Backoff::new();
+    let mut owned = false;
     loop {
         let client = admin.clone();
         let probe = tokio::task::spawn_blocking(move || {
@@ -209,18 +213,17 @@ async fn probe_brokers(
             _ = cancel.cancelled() => return,
             result = probe => result.expect("fetching metadata does not panic"),
         };
-        match result {
-            Ok(()) => {
-                status.running();
-                return;
-            }
-            Err(error) => {
-                if status.state() != super::ConnectorState::Running {
-                    status.retrying(format!(
-                        "the Kafka brokers ({brokers}) do not answer: {error}; librdkafka keeps trying"
-                    ));
-                }
-            }
+        let answered = result.is_ok();
+        status.probed(
+            result.map_err(|error| {
+                format!(
+                    "the Kafka brokers ({brokers}) do not answer: {error}; librdkafka keeps trying"
+                )
+            }),
+            &mut owned,
+        );
+        if answered {
+            return;
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -350,18 +353,18 @@ impl Generation<'_> {
     /// terminal ones, a new generation for the rest.
     async fn settle_refusals(&mut self) -> Option<End> {
         let refusals = self.deliveries.take_refusals();
-        // A batch refused as too large may hold records that fit: each is
+        // A batch refused for good may hold records Kafka takes: each is
         // tried again in a batch of its own before any is dead-lettered
         // or stops the connector.
         if let Some(refusal) = refusals
             .iter()
-            .filter(|r| r.maybe_batch_too_large())
+            .filter(|r| r.maybe_about_the_batch())
             .max_by_key(|r| r.seq)
         {
-            tracing::warn!(seq = refusal.seq, topic = %refusal.topic, error = %refusal.code, "Kafka refused a batch as too large; sending each record on its own");
+            tracing::warn!(seq = refusal.seq, topic = %refusal.topic, error = %refusal.code, "Kafka refused a batch; sending each record on its own");
             self.isolate_until = Some(self.isolate_until.unwrap_or(0).max(refusal.seq));
             return Some(End::Resend(format!(
-                "Kafka refused a batch holding change {} as too large ({}); sending each record in a batch of its own",
+                "Kafka refused a batch holding change {} ({}); sending each record in a batch of its own",
                 refusal.seq, refusal.code
             )));
         }

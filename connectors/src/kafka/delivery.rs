@@ -54,7 +54,6 @@ pub(crate) fn classify(code: RDKafkaErrorCode) -> ErrorClass {
         | InvalidRecord
         | InvalidMessage
         | InvalidTimestamp
-        | UnsupportedForMessageFormat
         | InvalidRequiredAcks
         | TopicAuthorizationFailed
         | ClusterAuthorizationFailed
@@ -92,15 +91,21 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    /// A refusal as too large that may be about the batch the record
-    /// travelled in rather than the record: it must be tried again on
-    /// its own before the terminal-error policy applies to it.
-    pub(crate) fn maybe_batch_too_large(&self) -> bool {
+    /// A refusal for good that may be about the batch the record travelled
+    /// in rather than the record: a batch over the broker's size limit, or
+    /// one whose validation failed on another record (a broker refuses the
+    /// whole batch when one record's timestamp or form is out of bounds).
+    /// The record must be tried again on its own before the terminal-error
+    /// policy applies to it.
+    pub(crate) fn maybe_about_the_batch(&self) -> bool {
         !self.alone
             && self.class == ErrorClass::Terminal
             && matches!(
                 self.code,
-                RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::MessageBatchTooLarge
+                RDKafkaErrorCode::MessageSizeTooLarge
+                    | RDKafkaErrorCode::MessageBatchTooLarge
+                    | RDKafkaErrorCode::InvalidTimestamp
+                    | RDKafkaErrorCode::InvalidRecord
             )
     }
 }
@@ -318,7 +323,7 @@ mod tests {
             (UnknownTopic, ErrorClass::Terminal),
             (InvalidRecord, ErrorClass::Terminal),
             (InvalidTimestamp, ErrorClass::Terminal),
-            (UnsupportedForMessageFormat, ErrorClass::Terminal),
+            (UnsupportedForMessageFormat, ErrorClass::Retry),
             (PurgeQueue, ErrorClass::Purged),
             (PurgeInflight, ErrorClass::Purged),
             (MessageTimedOut, ErrorClass::Retry),

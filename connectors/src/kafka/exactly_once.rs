@@ -402,13 +402,14 @@ impl Session<'_> {
             if self
                 .isolate_until
                 .is_some_and(|until| self.position >= until)
+                && !self.sink.stopping()
             {
                 // Past the refused batch: a new producer batches again.
                 if let Err(end) = self.commit().await {
                     return end;
                 }
                 self.isolate_until = None;
-                return End::Resend("past the records refused as too large".to_owned());
+                return End::Resend("past the records refused with their batch".to_owned());
             }
             tokio::select! {
                 biased;
@@ -488,14 +489,14 @@ impl Session<'_> {
                         )
                     });
                 }
-                ErrorClass::Terminal if refusal.maybe_batch_too_large() => {
-                    // The batch may be what was too large: the record is
+                ErrorClass::Terminal if refusal.maybe_about_the_batch() => {
+                    // The batch may be what was refused: the record is
                     // tried again in a batch of its own first.
-                    tracing::warn!(seq = refusal.seq, topic = %refusal.topic, error = %refusal.code, "Kafka refused a batch as too large; sending each record on its own");
+                    tracing::warn!(seq = refusal.seq, topic = %refusal.topic, error = %refusal.code, "Kafka refused a batch; sending each record on its own");
                     self.isolate_until = Some(self.isolate_until.unwrap_or(0).max(refusal.seq));
                     retry.get_or_insert_with(|| {
                         format!(
-                            "Kafka refused a batch holding change {} as too large ({}); sending each record in a batch of its own",
+                            "Kafka refused a batch holding change {} ({}); sending each record in a batch of its own",
                             refusal.seq, refusal.code
                         )
                     });

@@ -68,6 +68,18 @@ pub(crate) fn create(
         })
 }
 
+/// A record's Kafka timestamp: the change's commit time, except for a
+/// dead letter, which is timestamped when it is sent (the commit time may
+/// be what the broker refused; the event in it keeps the commit time).
+fn timestamp_ms(record: &OutRecord) -> i64 {
+    if record.dead_letter.is_none() {
+        return record.timestamp_ms();
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Hands a record to the producer, counting it in flight. On failure the
 /// record is not in flight and the error is librdkafka's (a full queue,
 /// or a record it refuses locally, such as one over `message.max.bytes`).
@@ -83,7 +95,7 @@ pub(crate) fn send(
     StatusCell::add(&status.in_flight_records, 1);
     let mut base = BaseRecord::with_opaque_to(&record.topic, record.seq as usize)
         .key(&record.key[..])
-        .timestamp(record.timestamp_ms())
+        .timestamp(timestamp_ms(record))
         .headers(record.headers());
     if let Some(value) = &record.value {
         base = base.payload(&value[..]);

@@ -182,9 +182,32 @@ impl StatusCell {
         }
     }
 
-    /// The current state.
-    pub(crate) fn state(&self) -> ConnectorState {
-        self.lock().state
+    /// What a probe of the brokers found, before any delivery: moves
+    /// `Starting`, or a `Retrying` the probe set itself (`owned`), to
+    /// `Running` or to `Retrying` with the reason, in one step under the
+    /// lock; a state anything else set is left alone.
+    pub(crate) fn probed(&self, outcome: Result<(), String>, owned: &mut bool) {
+        let mut inner = self.lock();
+        let probes = inner.state == ConnectorState::Starting
+            || (*owned && inner.state == ConnectorState::Retrying);
+        if !probes {
+            *owned = false;
+            return;
+        }
+        match outcome {
+            Ok(()) => {
+                inner.state = ConnectorState::Running;
+                inner.error = None;
+                self.is_running.store(true, Ordering::Relaxed);
+                *owned = false;
+            }
+            Err(reason) => {
+                inner.state = ConnectorState::Retrying;
+                inner.error = Some(reason);
+                self.is_running.store(false, Ordering::Relaxed);
+                *owned = true;
+            }
+        }
     }
 
     /// Enters `Retrying` with the reason, unless final.

@@ -76,6 +76,23 @@ async fn a_timestamp_the_broker_refuses_for_good_follows_the_stop_policy() {
 /// belong on their topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_refused_as_too_large_dead_letters_no_record_that_fits() {
+    a_batch_refusal_dead_letters_no_record_kafka_takes(
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+    )
+    .await;
+}
+
+/// The same with INVALID_TIMESTAMP: a broker validating timestamps refuses
+/// the whole batch when one record is out of bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_for_one_timestamp_dead_letters_no_record_kafka_takes() {
+    a_batch_refusal_dead_letters_no_record_kafka_takes(
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP,
+    )
+    .await;
+}
+
+async fn a_batch_refusal_dead_letters_no_record_kafka_takes(error: RDKafkaRespErr) {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("t.users", 1, 1).unwrap();
     mock.create_topic("t.dead-letter", 1, 1).unwrap();
@@ -91,10 +108,7 @@ async fn a_batch_refused_as_too_large_dead_letters_no_record_that_fits() {
         connector.status().position == first
     })
     .await;
-    mock.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
-    );
+    mock.request_errors(RDKafkaApiKey::Produce, &[error]);
     // One write of 50 small rows: one produce request.
     let batch = (0..50)
         .map(|i| Mutation::upsert("users", user(i, "small")))
@@ -111,11 +125,60 @@ async fn a_batch_refused_as_too_large_dead_letters_no_record_that_fits() {
     assert_eq!(
         status.dead_lettered,
         0,
-        "{} small records dead-lettered, {} of {head} changes on the data topic: {status:?}",
+        "{} records dead-lettered, {} of {head} changes on the data topic: {status:?}",
         status.dead_lettered,
         counts.len()
     );
     assert_eq!(counts.len(), head as usize);
+    connector.stop(Duration::from_secs(5)).await;
+}
+
+/// A record the broker refuses for its timestamp, with the batch and on
+/// its own, goes to the dead-letter topic (timestamped when it is sent,
+/// so a broker-wide timestamp bound does not refuse it too), and the
+/// stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_refused_for_its_timestamp_is_dead_lettered_and_the_stream_goes_on() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("t.users", 1, 1).unwrap();
+    mock.create_topic("t.dead-letter", 1, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let store = Store::new();
+    let connector = KafkaConnector::start(store.engine.clone(), dead_letter(options(&brokers)))
+        .await
+        .unwrap();
+    let first = write_users(&store.engine, 1, 1).await;
+    wait_until(WAIT, "the first write confirmed", || {
+        connector.status().position == first
+    })
+    .await;
+    // Refused in its batch, then on its own.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP; 2],
+    );
+    let refused = write(
+        &store.engine,
+        vec![Mutation::upsert("users", user(7, "late"))],
+    )
+    .await
+    .last_seq()
+    .unwrap();
+    wait_until(WAIT, "the refused change passed", || {
+        connector.status().position == refused
+    })
+    .await;
+    let later = write_users(&store.engine, 3, 3).await;
+    wait_until(WAIT, "later changes confirmed", || {
+        connector.status().position == later
+    })
+    .await;
+    let status = connector.status();
+    assert_eq!(status.dead_lettered, 1, "{status:?}");
+    assert_eq!(status.state, ConnectorState::Running, "{status:?}");
+    let dead = read(&brokers, &["t.dead-letter"], 1).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].seq(), refused);
     connector.stop(Duration::from_secs(5)).await;
 }
 

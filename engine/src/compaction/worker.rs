@@ -60,6 +60,7 @@ pub(crate) fn write_outputs(
         .iter()
         .map(|f| Box::new(f.reader.scan_uncached().map(|r| r.map(Arc::new))) as VersionSource<'_>)
         .collect();
+    let first_id = *next_id;
     let mut written: Vec<(u64, SstMeta)> = Vec::new();
     let mut current: Option<(u64, SstBuilder)> = None;
     let result = (|| -> Result<()> {
@@ -103,10 +104,10 @@ pub(crate) fn write_outputs(
             .collect()
     });
     if outputs.is_err() {
-        for (id, _) in &written {
-            let _ = std::fs::remove_file(sst_path(sst_dir, *id));
-        }
-        if let Some((id, _)) = current {
+        // Every file this call created, finished or not (a builder whose
+        // `finish` failed is no longer in `current`).
+        drop(current);
+        for id in first_id..*next_id {
             let _ = std::fs::remove_file(sst_path(sst_dir, id));
         }
     }

@@ -20,8 +20,10 @@ pub(crate) const BLOCK_BYTES: usize = 16 << 10;
 pub(crate) const LOG_BLOCK_BYTES: usize = 64 << 10;
 const BLOOM_BITS_PER_KEY: usize = 10;
 /// Records copied into the seq-ordered log blocks per sweep over the data
-/// blocks: what a builder holds of the data at most (beyond one record).
-/// Small in unit tests, so that they sweep many times.
+/// blocks: what a builder holds of the data at most (beyond one record),
+/// for files up to eight times as large; larger files take an eighth of
+/// their data per sweep. Small in unit tests, so that they sweep many
+/// times.
 const GATHER_BYTES: usize = if cfg!(test) { 48 << 10 } else { 8 << 20 };
 /// How much of the data blocks one read takes while gathering.
 const GATHER_READ_BYTES: usize = if cfg!(test) { 8 << 10 } else { 1 << 20 };
@@ -182,6 +184,10 @@ impl SstBuilder {
         let mut count = 0u32;
         let mut gathered = Vec::new();
         let mut chunk = Vec::new();
+        // At most eight sweeps, whatever the file's size: a window's
+        // records (consecutive seqs) may lie anywhere in the file, so each
+        // sweep may read all of it.
+        let window_limit = GATHER_BYTES.max(usize::try_from(data_end / 8).unwrap_or(usize::MAX));
         let mut window_start = 0;
         while window_start < log_index.len() {
             let mut window_bytes = 0usize;
@@ -189,7 +195,7 @@ impl SstBuilder {
                 + log_index[window_start..]
                     .iter()
                     .take_while(|&&(_, _, len)| {
-                        let fits = window_bytes == 0 || window_bytes + len as usize <= GATHER_BYTES;
+                        let fits = window_bytes == 0 || window_bytes + len as usize <= window_limit;
                         if fits {
                             window_bytes += len as usize;
                         }
