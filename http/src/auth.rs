@@ -21,6 +21,7 @@ use axum::extract::{RawPathParams, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::RequestExt as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -172,11 +173,10 @@ pub struct RouteAccess {
 /// runs the handler with the [`Principal`] in the request's extensions.
 pub async fn authorize(
     State(route): State<RouteAccess>,
-    params: Result<RawPathParams, RawPathParamsRejection>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    match check(&route, &params, &request) {
+    match check(&route, &mut request).await {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
@@ -185,11 +185,7 @@ pub async fn authorize(
     }
 }
 
-fn check(
-    route: &RouteAccess,
-    params: &Result<RawPathParams, RawPathParamsRejection>,
-    request: &Request,
-) -> Result<Principal, ApiError> {
+async fn check(route: &RouteAccess, request: &mut Request) -> Result<Principal, ApiError> {
     let auth = route.state.authenticator();
     let options = route.state.options();
     let scope = match route.access {
@@ -205,7 +201,13 @@ fn check(
         .ok_or(ApiError::Unauthorized)?;
     let principal = auth.authenticate(&token).ok_or(ApiError::Unauthorized)?;
     principal.require_scope(scope)?;
-    match params {
+    // The path's parameters, only when a token's tables must be checked
+    // against them.
+    let params = request
+        .extract_parts::<Result<RawPathParams, RawPathParamsRejection>>()
+        .await
+        .unwrap_or_else(|never| match never {});
+    match &params {
         Ok(params) => {
             if let Some((_, table)) = params.iter().find(|(name, _)| *name == "table") {
                 principal.require_table(table)?;

@@ -150,7 +150,6 @@ pub fn router(state: AppState) -> Router {
     let router = router
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), limit_time))
         .layer(from_fn_with_state(state.clone(), track));
     let router = match cors(&state.options().cors_allowed_origins) {
         Some(cors) => router.layer(cors),
@@ -200,41 +199,34 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Bounds the time until a response starts. A change stream's response
-/// starts at once, so its body is not limited.
-async fn limit_time(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = state.options().request_timeout;
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::RequestTimeout {
-            seconds: limit.as_secs_f64(),
-        }
-        .into_response(),
-    }
-}
-
-/// Counts requests by route template, method and status, and times them.
+/// Counts requests by route template, method and status, and times them;
+/// bounds the time until a response starts (a change stream's response
+/// starts at once, so its body is not limited). One layer for both: each
+/// layer costs every request a boxed future.
 async fn track(
     State(state): State<AppState>,
     matched: Option<MatchedPath>,
     request: Request,
     next: Next,
 ) -> Response {
-    let route = matched
-        .as_ref()
-        .map_or("unmatched", |path| path.as_str())
-        .to_owned();
+    let route = matched.as_ref().map_or("unmatched", |path| path.as_str());
     let method = method_label(request.method());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let limit = state.options().request_timeout;
+    let response = match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::RequestTimeout {
+            seconds: limit.as_secs_f64(),
+        }
+        .into_response(),
+    };
     let metrics = state.metrics();
     metrics
-        .request_duration(&route, method)
+        .request_duration(route, method)
         .observe(started.elapsed().as_secs_f64());
-    let status = response.status();
     metrics
         .http_requests
-        .with_label_values(&[route.as_str(), method, status.as_str()])
+        .with_label_values(&[route, method, response.status().as_str()])
         .inc();
     response
 }
