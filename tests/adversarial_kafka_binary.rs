@@ -477,23 +477,25 @@ async fn sigterm_with_a_frozen_broker_exits_within_the_grace_and_resumes_after()
     assert_eq!(kafka::event_counts(&records).len() as u64, head);
 }
 
-/// An outage longer than the retention cap: the connector is invalidated
-/// loudly in `/v1/status` and `/metrics`, and the error tells an operator
-/// what to do to forward again (an action the API offers).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_past_the_retention_cap_fails_loudly_in_status_and_metrics() {
+/// A server forwarding to a mock cluster (`tidefeed.users` with
+/// `partitions`), with `env` on top of the mock's variables: one write is
+/// confirmed, then the broker goes down.
+async fn forwarding_then_broker_down(
+    partitions: i32,
+    env: &[(&str, &str)],
+) -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    tempfile::TempDir,
+    Server,
+    reqwest::Client,
+) {
     let mock = MockCluster::new(1).unwrap();
-    mock.create_topic("tidefeed.users", 1, 1).unwrap();
+    mock.create_topic("tidefeed.users", partitions, 1).unwrap();
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    let mut env = mock_env(&brokers);
-    env.extend([
-        ("TIDEFEED_FEED__RETENTION", "0s"),
-        ("TIDEFEED_FEED__MAX_RETENTION_BYTES", "64KiB"),
-        ("TIDEFEED_STORAGE__MEMTABLE_SIZE", "64KiB"),
-        ("TIDEFEED_STORAGE__DURABILITY", "async"),
-    ]);
-    let server = start(&dir.path().join("data"), &dir.path().join("log"), &env);
+    let mut all = mock_env(&brokers);
+    all.extend_from_slice(env);
+    let server = start(&dir.path().join("data"), &dir.path().join("log"), &all);
     let client = reqwest::Client::new();
     create_users(&client, &server).await;
     put_user(&client, &server, 0, "first").await.unwrap();
@@ -503,6 +505,24 @@ async fn an_outage_past_the_retention_cap_fails_loudly_in_status_and_metrics() {
     .await;
     assert!(done, "{status}");
     mock.broker_down(1).unwrap();
+    (mock, dir, server, client)
+}
+
+/// An outage longer than the retention cap: the connector is invalidated
+/// loudly in `/v1/status` and `/metrics`, and the error tells an operator
+/// what to do to forward again (an action the API offers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_past_the_retention_cap_fails_loudly_in_status_and_metrics() {
+    let (mock, _dir, server, client) = forwarding_then_broker_down(
+        1,
+        &[
+            ("TIDEFEED_FEED__RETENTION", "0s"),
+            ("TIDEFEED_FEED__MAX_RETENTION_BYTES", "64KiB"),
+            ("TIDEFEED_STORAGE__MEMTABLE_SIZE", "64KiB"),
+            ("TIDEFEED_STORAGE__DURABILITY", "async"),
+        ],
+    )
+    .await;
     let note = "z".repeat(2000);
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut i = 0;
@@ -537,26 +557,15 @@ async fn an_outage_past_the_retention_cap_fails_loudly_in_status_and_metrics() {
 /// backlog waits on disk, not in the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_memory_stays_bounded_while_kafka_is_down_and_writes_continue() {
-    let mock = MockCluster::new(1).unwrap();
-    mock.create_topic("tidefeed.users", 2, 1).unwrap();
-    let brokers = mock.bootstrap_servers();
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = mock_env(&brokers);
-    env.extend([
-        ("TIDEFEED_STORAGE__MEMTABLE_SIZE", "1MiB"),
-        ("TIDEFEED_STORAGE__DURABILITY", "async"),
-        ("TIDEFEED_KAFKA__MAX_IN_FLIGHT_BYTES", "1MiB"),
-    ]);
-    let server = start(&dir.path().join("data"), &dir.path().join("log"), &env);
-    let client = reqwest::Client::new();
-    create_users(&client, &server).await;
-    put_user(&client, &server, 0, "first").await.unwrap();
-    let (done, status) = wait_status(&client, &server, Duration::from_secs(20), |s| {
-        s["position"] == 1
-    })
+    let (mock, _dir, server, client) = forwarding_then_broker_down(
+        2,
+        &[
+            ("TIDEFEED_STORAGE__MEMTABLE_SIZE", "1MiB"),
+            ("TIDEFEED_STORAGE__DURABILITY", "async"),
+            ("TIDEFEED_KAFKA__MAX_IN_FLIGHT_BYTES", "1MiB"),
+        ],
+    )
     .await;
-    assert!(done, "{status}");
-    mock.broker_down(1).unwrap();
     let note = "m".repeat(8000);
     let mut written = 0u64;
     let write_batch = |n: i64, start: i64| {

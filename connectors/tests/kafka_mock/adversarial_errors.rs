@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use tidefeed_connectors::{ConnectorState, KafkaConnector, KafkaOptions, TerminalErrorPolicy};
+use tidefeed_connectors::{
+    ConnectorState, DeliveryMode, KafkaConnector, KafkaOptions, TerminalErrorPolicy,
+};
 use tidefeed_engine::Mutation;
 
 use crate::common::*;
@@ -78,6 +80,7 @@ async fn a_timestamp_the_broker_refuses_for_good_follows_the_stop_policy() {
 async fn a_batch_refused_as_too_large_dead_letters_no_record_that_fits() {
     a_batch_refusal_dead_letters_no_record_kafka_takes(
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+        DeliveryMode::AtLeastOnce,
     )
     .await;
 }
@@ -88,17 +91,26 @@ async fn a_batch_refused_as_too_large_dead_letters_no_record_that_fits() {
 async fn a_batch_refused_for_one_timestamp_dead_letters_no_record_kafka_takes() {
     a_batch_refusal_dead_letters_no_record_kafka_takes(
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP,
+        DeliveryMode::AtLeastOnce,
     )
     .await;
 }
 
-async fn a_batch_refusal_dead_letters_no_record_kafka_takes(error: RDKafkaRespErr) {
+/// One produce request of 50 small records refused with `error` once:
+/// none is dead-lettered, all arrive, and batching resumes afterwards
+/// (exactly-once: after aborting the transaction).
+pub(crate) async fn a_batch_refusal_dead_letters_no_record_kafka_takes(
+    error: RDKafkaRespErr,
+    mode: DeliveryMode,
+) {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic("t.users", 1, 1).unwrap();
     mock.create_topic("t.dead-letter", 1, 1).unwrap();
+    mock.create_topic("t.__progress", 1, 1).unwrap();
     let brokers = mock.bootstrap_servers();
     let store = Store::new();
     let mut options = dead_letter(options(&brokers));
+    options.mode = mode;
     options.librdkafka = vec![("linger.ms".into(), "50".into())];
     let connector = KafkaConnector::start(store.engine.clone(), options)
         .await
@@ -130,6 +142,16 @@ async fn a_batch_refusal_dead_letters_no_record_kafka_takes(error: RDKafkaRespEr
         counts.len()
     );
     assert_eq!(counts.len(), head as usize);
+    if mode == DeliveryMode::ExactlyOnce {
+        assert!(status.transactions_aborted >= 1, "{status:?}");
+    }
+    // Batching again afterwards: later changes still arrive.
+    let later = write_users(&store.engine, 5, 5).await;
+    wait_until(WAIT, "later changes confirmed", || {
+        connector.status().position == later
+    })
+    .await;
+    assert_eq!(connector.status().dead_lettered, 0);
     connector.stop(Duration::from_secs(5)).await;
 }
 

@@ -165,50 +165,11 @@ async fn a_restored_data_directory_never_skips_its_own_changes_silently() {
 /// connector batches again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_refused_as_too_large_in_a_transaction_dead_letters_no_record_that_fits() {
-    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let mock = mock();
-    mock.create_topic("t.dead-letter", 1, 1).unwrap();
-    let brokers = mock.bootstrap_servers();
-    let store = Store::new();
-    let mut options = exactly_once(&brokers);
-    options.on_terminal_error = tidefeed_connectors::TerminalErrorPolicy::DeadLetter {
-        topic: "t.dead-letter".into(),
-    };
-    options.librdkafka = vec![("linger.ms".into(), "50".into())];
-    let connector = KafkaConnector::start(store.engine.clone(), options)
-        .await
-        .unwrap();
-    let first = write_users(&store.engine, 2, 2).await;
-    wait_until(WAIT, "the first writes committed", || {
-        connector.status().position == first
-    })
+    crate::adversarial_errors::a_batch_refusal_dead_letters_no_record_kafka_takes(
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+        tidefeed_connectors::DeliveryMode::ExactlyOnce,
+    )
     .await;
-    mock.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
-    );
-    let batch = (0..50)
-        .map(|i| Mutation::upsert("users", user(i, "small")))
-        .collect();
-    write(&store.engine, batch).await;
-    let head = store.engine.visible_seq();
-    wait_until(WAIT, "every change committed", || {
-        connector.status().position == head
-    })
-    .await;
-    let status = connector.status();
-    assert_eq!(status.dead_lettered, 0, "{status:?}");
-    assert!(status.transactions_aborted >= 1, "{status:?}");
-    let counts = event_counts(&read(&brokers, &["t.users"], head as usize).await);
-    assert_eq!(counts.len(), head as usize, "{status:?}");
-    // Batching again afterwards: later changes still arrive.
-    let later = write_users(&store.engine, 5, 5).await;
-    wait_until(WAIT, "later changes committed", || {
-        connector.status().position == later
-    })
-    .await;
-    assert_eq!(connector.status().dead_lettered, 0);
-    connector.stop(Duration::from_secs(5)).await;
 }
 
 /// The recovery the invalidation error names, in exactly-once mode: the
